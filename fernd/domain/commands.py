@@ -36,7 +36,7 @@ class Command(msgspec.Struct, kw_only=True):
     capability: ClassVar[Capability]
 
     def __init_subclass__(cls, **kwargs: object) -> None:
-        super().__init_subclass__(**kwargs)  # type: ignore[call-arg]
+        super().__init_subclass__(**kwargs)  # type: ignore[arg-type]
         cls.name = cls.__name__
 
     def __post_init__(self) -> None:

@@ -26,7 +26,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     name: ClassVar[str]
 
     def __init_subclass__(cls, **kwargs: object) -> None:
-        super().__init_subclass__(**kwargs)  # type: ignore[call-arg]
+        super().__init_subclass__(**kwargs)  # type: ignore[arg-type]
         cls.name = cls.__name__
 
 

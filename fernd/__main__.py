@@ -1,0 +1,5 @@
+"""Run the fernd command line with ``python -m fernd``."""
+
+from fernd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,2 @@
+"""Authentication: this installation's signing key, token issuing and token
+verification, and the mapping from verified tokens to users."""

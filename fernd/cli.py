@@ -1,0 +1,218 @@
+"""The ``fernd`` command line: ``fernd serve`` and ``fernd token``."""
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from fernd import __version__
+from fernd.auth.tokens import LocalTokenIssuer, SigningKeyError
+from fernd.config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+# Exit status for invalid usage or configuration, as argparse uses.
+EXIT_USAGE: Final = 2
+# Exit status after Ctrl+C: 128 + SIGINT, as shells report it.
+EXIT_INTERRUPTED: Final = 130
+
+LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+_DEFAULTS: Final = Settings()
+
+_PRECEDENCE = (
+    "Settings come from the config file, then FERND_* environment variables "
+    "(e.g. FERND_HIBERNATE_AFTER=0.5), then command-line options; a later "
+    "source overrides an earlier one."
+)
+
+
+def _positive_seconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of seconds"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 second, got {value}")
+    return value
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help=(
+            f"TOML config file (default: ./{DEFAULT_CONFIG_PATH} if it exists, "
+            "else built-in defaults)"
+        ),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the parser for ``fernd`` and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="fernd",
+        description="fernd: a self-hosted labour tracker.",
+        epilog=_PRECEDENCE,
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP and WebSocket server until interrupted",
+        description="Run the HTTP and WebSocket server until interrupted.",
+        epilog=_PRECEDENCE,
+    )
+    _add_config_option(serve)
+    serve.add_argument(
+        "--bind",
+        metavar="HOST:PORT",
+        help=(
+            "address and TCP port to listen on, [HOST]:PORT for IPv6, port 0 for "
+            f"any free port (default: the bind setting, {_DEFAULTS.bind})"
+        ),
+    )
+    serve.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help=(
+            "directory for the databases and the signing key "
+            f"(default: the data_dir setting, {_DEFAULTS.data_dir})"
+        ),
+    )
+    serve.set_defaults(handler=_serve)
+
+    token = commands.add_parser(
+        "token",
+        help="print a token signed by this installation's key",
+        description=(
+            "Print a JWT for one user, signed by the key in the data directory. "
+            "Use the same data directory as the server that will verify it."
+        ),
+        epilog=_PRECEDENCE,
+    )
+    token.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help=(
+            "data directory whose signing key signs the token, created with a new "
+            f"key if missing (default: the data_dir setting, {_DEFAULTS.data_dir})"
+        ),
+    )
+    token.add_argument(
+        "--user-id",
+        required=True,
+        type=_non_empty,
+        metavar="ID",
+        help="user id, the sub claim",
+    )
+    token.add_argument(
+        "--name",
+        required=True,
+        type=_non_empty,
+        metavar="NAME",
+        help="display name, the name claim",
+    )
+    token.add_argument(
+        "--first-name", metavar="X", help="first name claim (default: none)"
+    )
+    token.add_argument(
+        "--last-name", metavar="X", help="last name claim (default: none)"
+    )
+    token.add_argument(
+        "--email", metavar="X", help="email address claim (default: none)"
+    )
+    token.add_argument(
+        "--phone-number",
+        metavar="X",
+        help="phone number claim, e.g. +447700900123 (default: none)",
+    )
+    token.add_argument(
+        "--ttl",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help=(
+            "lifetime of the token in seconds (default: the token_lifetime "
+            f"setting, {_DEFAULTS.token_lifetime})"
+        ),
+    )
+    _add_config_option(token)
+    token.set_defaults(handler=_token)
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    """Send log records at ``level`` and above to stderr."""
+    logging.basicConfig(format=LOG_FORMAT, stream=sys.stderr)
+    logging.getLogger().setLevel(level)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = load_settings(
+        args.config,
+        os.environ,
+        {"bind": args.bind, "data_dir": args.data_dir},
+    )
+    configure_logging(settings.log_level)
+    # Imported here so `fernd token` and `--help` never load the server stack.
+    from fernd.server import serve
+
+    logger.info("Starting fernd %s on %s", __version__, settings.bind)
+    serve(settings)
+    logger.info("fernd stopped")
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config, os.environ, {"data_dir": args.data_dir})
+    issuer = LocalTokenIssuer(Path(settings.data_dir))
+    ttl = args.ttl if args.ttl is not None else settings.token_lifetime
+    token = issuer.issue(
+        args.user_id,
+        name=args.name,
+        first_name=args.first_name,
+        last_name=args.last_name,
+        email=args.email,
+        phone_number=args.phone_number,
+        ttl_seconds=ttl,
+    )
+    print(token)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command in ``argv`` (default: ``sys.argv[1:]``).
+
+    Returns the exit status: 0 on success and 2 for invalid usage, an invalid
+    setting, or a data directory or signing key that cannot be used. Those
+    errors print one line to stderr, without a traceback.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_request:
+        # argparse exits for --help, --version and usage errors.
+        code = exit_request.code
+        return code if isinstance(code, int) else EXIT_USAGE
+
+    try:
+        status: int = args.handler(args)
+    except (ConfigError, SigningKeyError, OSError) as error:
+        print(f"fernd: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return status

@@ -1,0 +1,184 @@
+"""LabourRegistry: maps a labour id to its running LabourActor.
+
+Activation opens the labour's database and starts its actor in the registry's
+nursery. Callers hold a lease on the actor while they use it; an actor
+hibernates only with no lease, an empty inbox and an idle alarm, and the
+decision is taken without an `await`, so a lease and a hibernation never
+overlap. A caller that finds an actor closing waits for it to close and then
+activates the labour again.
+"""
+
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+from uuid import UUID
+
+import trio
+from uuid6 import uuid7
+
+from fernd.config import Settings
+from fernd.domain import commands as cmd
+from fernd.domain.errors import AuthorizationDenied, LabourError
+from fernd.domain.handlers import CommandContext, decide
+from fernd.runtime.actor import EventPublisher, LabourActor
+from fernd.runtime.effects import NotificationSender
+from fernd.runtime.messages import LABOUR_NOT_FOUND, CommandRequest, Outcome, outcome_of
+from fernd.storage.labour_db import LabourDatabase
+from fernd.storage.shared_db import SharedDatabase
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LabourRegistry:
+    """Owns every active labour actor. Start it with `run` in a nursery."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        shared: SharedDatabase,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        notification_sender: NotificationSender | None = None,
+        publishers: Iterable[EventPublisher] = (),
+    ) -> None:
+        self.settings = settings
+        self.data_path = Path(settings.data_dir)
+        self.shared = shared
+        self.clock = clock
+        self.notification_sender = notification_sender
+        self.publishers: list[EventPublisher] = list(publishers)
+        self._actors: dict[UUID, LabourActor] = {}
+        self._locks: dict[UUID, trio.Lock] = {}
+        self._nursery: trio.Nursery | None = None
+        self.activations = 0
+        self.hibernations = 0
+
+    @property
+    def active_count(self) -> int:
+        return len(self._actors)
+
+    async def run(
+        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run until cancelled; every actor closes, with a snapshot, on exit."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def resume_pending_work(self) -> int:
+        """Activate every labour whose catch-up work was unfinished at the last
+        stop, so it completes without a client touching it. Return the count."""
+        labour_ids = self.shared.labours_with_pending_work()
+        for labour_id in labour_ids:
+            try:
+                async with self.lease(labour_id):
+                    pass
+            except Exception:
+                logger.exception("Resuming labour %s failed", labour_id)
+        if labour_ids:
+            logger.info("Resumed unfinished work of %d labours", len(labour_ids))
+        return len(labour_ids)
+
+    # Leases
+
+    @asynccontextmanager
+    async def lease(
+        self, labour_id: UUID, *, create: bool = False
+    ) -> AsyncIterator[LabourActor | None]:
+        """Yield the labour's active actor, activating it when needed, or None
+        when the labour has no database and `create` is false."""
+        actor = await self._acquire(labour_id, create)
+        try:
+            yield actor
+        finally:
+            if actor is not None:
+                actor.leases -= 1
+                actor.touch()
+
+    async def _acquire(self, labour_id: UUID, create: bool) -> LabourActor | None:
+        while True:
+            actor = self._actors.get(labour_id)
+            if actor is not None:
+                if not actor.closing:
+                    actor.leases += 1
+                    return actor
+                await actor.closed.wait()
+                continue
+            lock = self._locks.setdefault(labour_id, trio.Lock())
+            async with lock:
+                if labour_id not in self._actors:
+                    if not create and not LabourDatabase.exists(
+                        self.data_path, labour_id
+                    ):
+                        return None
+                    await self._activate(labour_id, create)
+            if lock.statistics().tasks_waiting == 0:
+                self._locks.pop(labour_id, None)
+
+    async def _activate(self, labour_id: UUID, create: bool) -> None:
+        assert self._nursery is not None, "LabourRegistry.run is not running"
+        actor = LabourActor.activate(self, labour_id, create_database=create)
+        self._actors[labour_id] = actor
+        self.activations += 1
+        await self._nursery.start(actor.run)
+        logger.debug("Labour %s activated at sequence %d", labour_id, actor.head)
+
+    def may_hibernate(self, actor: LabourActor) -> bool:
+        """Mark `actor` closing when nobody holds it; called without an await
+        between the actor's idle check and this decision."""
+        if actor.leases:
+            return False
+        actor.closing = True
+        self.hibernations += 1
+        return True
+
+    def forget(self, actor: LabourActor) -> None:
+        if self._actors.get(actor.labour_id) is actor:
+            del self._actors[actor.labour_id]
+
+    # Commands and queries
+
+    async def execute(self, labour_id: UUID, request: CommandRequest) -> Outcome:
+        """Run `request` on an existing labour; Labour not found otherwise."""
+        async with self.lease(labour_id) as actor:
+            if actor is None:
+                return LABOUR_NOT_FOUND
+            return await actor.submit(request)
+
+    async def plan(self, request: CommandRequest) -> Outcome:
+        """Run a PlanLabour request, creating the labour's database only when
+        the command can succeed."""
+        command = request.command
+        assert isinstance(command, cmd.PlanLabour)
+        labour_id = command.labour_id
+        if labour_id not in self._actors and not LabourDatabase.exists(
+            self.data_path, labour_id
+        ):
+            # Nothing can be recorded for a labour without a database, so the
+            # checks run here first and a refused plan leaves no file behind.
+            ctx = CommandContext(now=request.now, caller=request.caller, new_id=uuid7)
+            try:
+                decide(None, command, ctx)
+            except (AuthorizationDenied, LabourError) as error:
+                return outcome_of(error)
+        async with self.lease(labour_id, create=True) as actor:
+            assert actor is not None
+            return await actor.submit(request)
+
+    async def query(self, labour_id: UUID, run: Callable[[LabourActor], T]) -> T | None:
+        """Call `run` with the labour's actor, synchronously, and return its
+        result; return None when the labour has no database."""
+        async with self.lease(labour_id) as actor:
+            if actor is None:
+                return None
+            return run(actor)
