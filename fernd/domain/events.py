@@ -197,9 +197,7 @@ class _StoredEvent(msgspec.Struct):
 
 _encoder = msgspec.json.Encoder()
 _stored_decoder = msgspec.json.Decoder(_StoredEvent)
-_data_decoders = {
-    name: msgspec.json.Decoder(cls) for name, cls in EVENT_TYPES.items()
-}
+_data_decoders = {name: msgspec.json.Decoder(cls) for name, cls in EVENT_TYPES.items()}
 
 
 def encode_event(event: Event) -> bytes:

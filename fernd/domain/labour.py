@@ -122,7 +122,9 @@ def create(event: ev.LabourPlanned, sequence: int) -> Labour:
     )
 
 
-def _set_status(labour: Labour, subscription_id: UUID, status: SubscriberStatus) -> None:
+def _set_status(
+    labour: Labour, subscription_id: UUID, status: SubscriberStatus
+) -> None:
     labour.subscriptions[subscription_id].status = status
 
 

@@ -2,7 +2,10 @@
 
 import secrets
 
-from fernd.domain.constants import SUBSCRIPTION_TOKEN_ALPHABET, SUBSCRIPTION_TOKEN_LENGTH
+from fernd.domain.constants import (
+    SUBSCRIPTION_TOKEN_ALPHABET,
+    SUBSCRIPTION_TOKEN_LENGTH,
+)
 
 
 def new_subscription_token() -> str:

@@ -51,7 +51,9 @@ def _phase_change(
     return [ev.LabourPhaseChanged(labour_id=labour.id, labour_phase=phase)]
 
 
-def _overlaps(labour: Labour, contraction: Contraction, start: datetime, end: datetime) -> bool:
+def _overlaps(
+    labour: Labour, contraction: Contraction, start: datetime, end: datetime
+) -> bool:
     """Tell whether [start, end] overlaps another ended contraction; touching
     intervals do not overlap."""
     if len(labour.contractions) <= 1:
@@ -155,7 +157,9 @@ def update_contraction(
     ]
     if times_given or command.intensity is not None:
         intensity = (
-            command.intensity if command.intensity is not None else contraction.intensity
+            command.intensity
+            if command.intensity is not None
+            else contraction.intensity
         )
         events += _phase_change(labour, contraction.id, start, end, intensity)
     return events

@@ -129,4 +129,6 @@ def advance_labour_phase(
             f"Cannot advance labour phase to {command.labour_phase.value}, "
             f"phase is already {labour.phase.value}."
         )
-    return [ev.LabourPhaseChanged(labour_id=labour.id, labour_phase=command.labour_phase)]
+    return [
+        ev.LabourPhaseChanged(labour_id=labour.id, labour_phase=command.labour_phase)
+    ]

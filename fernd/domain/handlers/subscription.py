@@ -63,7 +63,9 @@ def unsubscribe(
     subscription = _find(labour, command.subscription_id)
     if subscription.status is not SubscriberStatus.SUBSCRIBED:
         raise InvalidCommand("Cannot unsubscribe from labour")
-    return [ev.SubscriberUnsubscribed(labour_id=labour.id, subscription_id=subscription.id)]
+    return [
+        ev.SubscriberUnsubscribed(labour_id=labour.id, subscription_id=subscription.id)
+    ]
 
 
 def update_notification_methods(
@@ -128,7 +130,9 @@ def unblock_subscriber(
     subscription = _find(labour, command.subscription_id)
     if subscription.status is not SubscriberStatus.BLOCKED:
         raise InvalidCommand("Subscriber is not blocked")
-    return [ev.SubscriberUnblocked(labour_id=labour.id, subscription_id=subscription.id)]
+    return [
+        ev.SubscriberUnblocked(labour_id=labour.id, subscription_id=subscription.id)
+    ]
 
 
 def update_subscriber_role(

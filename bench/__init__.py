@@ -1,0 +1,1 @@
+"""fernd's benchmark suite: `python -m bench` (or `make bench`)."""

@@ -1,0 +1,423 @@
+"""The quart-trio application: routes 1 to 8 of the HTTP API, CORS,
+authentication and the error model."""
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import trio
+from quart import Response, request
+from quart_trio import QuartTrio
+from uuid6 import uuid7
+from werkzeug.exceptions import HTTPException
+
+from fernd.api.errors import (
+    NOT_AUTHENTICATED,
+    VERIFICATION_FAILED,
+    ApiError,
+    error_body,
+    invalid_request,
+)
+from fernd.api.queries import parse_limit_text, parse_query, run_query
+from fernd.auth.tokens import (
+    AuthenticationError,
+    TokenVerifier,
+    VerifiedToken,
+    bearer_token,
+)
+from fernd.config import Settings
+from fernd.domain import commands as cmd
+from fernd.domain.authorization import Caller
+from fernd.domain.constants import IDEMPOTENCY_KEY_MAX_LENGTH, MAX_REQUEST_BODY_BYTES
+from fernd.domain.datetimes import AwareDateTime, format_datetime, to_utc
+from fernd.domain.errors import AuthorizationDenied, LabourError
+from fernd.runtime.messages import CommandRequest, Outcome, outcome_of
+from fernd.runtime.registry import LabourRegistry
+from fernd.storage.labour_db import RecordedOutcome
+from fernd.storage.shared_db import SharedDatabase
+
+logger = logging.getLogger(__name__)
+
+JSON = "application/json"
+ALLOW_METHODS = "GET, POST, OPTIONS"
+ALLOW_HEADERS = "Content-Type, Authorization, Idempotency-Key"
+EXPOSE_HEADERS = "Idempotency-Replayed, Retry-After"
+# Browsers may cache a preflight answer this long, in seconds.
+PREFLIGHT_MAX_AGE = "86400"
+# The mother's name when her token carries no `name` claim.
+UNKNOWN_MOTHER_NAME = "unknown"
+
+_encoder = msgspec.json.Encoder()
+
+
+class PlanBody(msgspec.Struct, kw_only=True):
+    first_labour: bool
+    due_date: AwareDateTime
+    labour_name: str | None = None
+
+
+class PlanReply(msgspec.Struct):
+    labour_id: UUID
+
+
+class TimestampReply(msgspec.Struct):
+    server_timestamp: datetime
+
+
+_plan_decoder = msgspec.json.Decoder(PlanBody)
+
+
+def _json(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status=status, content_type=JSON, headers=headers)
+
+
+def _empty(status: int, headers: dict[str, str]) -> Response:
+    response = Response(b"", status=status, headers=headers)
+    del response.headers["Content-Type"]
+    return response
+
+
+def _outcome_response(outcome: Outcome) -> Response:
+    headers = {}
+    if outcome.replayed:
+        headers["Idempotency-Replayed"] = "true"
+    if outcome.retry_after is not None:
+        headers["Retry-After"] = str(outcome.retry_after)
+    if outcome.body is None:
+        return _empty(outcome.status, headers)
+    return _json(outcome.status, outcome.body, headers)
+
+
+def parse_idempotency_key(value: str | None) -> str | None:
+    """Return the key, or None when absent; raise ApiError(400) unless it is 1
+    to 255 visible ASCII characters."""
+    if value is None:
+        return None
+    if not 1 <= len(value) <= IDEMPOTENCY_KEY_MAX_LENGTH or not all(
+        "\x21" <= character <= "\x7e" for character in value
+    ):
+        raise invalid_request("Invalid idempotency key")
+    return value
+
+
+def parse_labour_id(text: str) -> UUID:
+    try:
+        return msgspec.json.decode(_encoder.encode(text), type=UUID)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise invalid_request("Invalid labour id") from None
+
+
+class Api:
+    """Everything the routes need: settings, registry, shared store, verifier."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: LabourRegistry,
+        shared: SharedDatabase,
+        verifier: TokenVerifier,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.shared = shared
+        self.verifier = verifier
+        self.allowed_origins = frozenset(settings.allowed_origins)
+        self._plan_locks: dict[tuple[str, str], trio.Lock] = {}
+
+    def authenticate(self) -> VerifiedToken:
+        header = request.headers.get("Authorization")
+        if header is None:
+            raise ApiError(401, "unauthenticated", NOT_AUTHENTICATED)
+        token = bearer_token(header)
+        if token is None:
+            raise ApiError(401, "unauthenticated", VERIFICATION_FAILED)
+        try:
+            return self.verifier.verify(token)
+        except AuthenticationError:
+            raise ApiError(401, "unauthenticated", VERIFICATION_FAILED) from None
+
+    @staticmethod
+    def caller_of(verified: VerifiedToken) -> Caller:
+        user = verified.user
+        return Caller(
+            user_id=user.user_id, issuer=user.issuer, is_admin=verified.is_admin
+        )
+
+    @staticmethod
+    async def body() -> bytes:
+        length = request.content_length
+        if length is not None and length > MAX_REQUEST_BODY_BYTES:
+            raise ApiError(413, "payload_too_large", "Request body too large")
+        return await request.get_data(cache=False)
+
+    # Routes
+
+    async def plan(self) -> Response:
+        verified = self.authenticate()
+        now = datetime.now(UTC)
+        key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
+        body = await self.body()
+        try:
+            plan = _plan_decoder.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise invalid_request() from None
+        fingerprint = cmd.command_fingerprint(
+            cmd.PlanLabour(
+                labour_id=UUID(int=0),
+                first_labour=plan.first_labour,
+                due_date=to_utc(plan.due_date),
+                labour_name=plan.labour_name,
+            )
+        )
+        user = verified.user
+        if key is None:
+            return _outcome_response(await self._plan(verified, plan, now))
+
+        lock_key = (user.user_id, key)
+        lock = self._plan_locks.setdefault(lock_key, trio.Lock())
+        try:
+            async with lock:
+                recorded = self.shared.plan_outcome(user.user_id, key)
+                if recorded is not None:
+                    if recorded.fingerprint != fingerprint:
+                        raise invalid_request(
+                            "Idempotency key reused with a different command"
+                        )
+                    return _outcome_response(
+                        Outcome(
+                            status=recorded.status, body=recorded.body, replayed=True
+                        )
+                    )
+                outcome = await self._plan(verified, plan, now)
+                if outcome.status in (200, 400, 403, 404, 409) and (
+                    outcome.status != 400
+                    or b'"validation_error"' in (outcome.body or b"")
+                ):
+                    self.shared.record_plan_outcome(
+                        user.user_id,
+                        key,
+                        RecordedOutcome(fingerprint, outcome.status, outcome.body),
+                        now,
+                    )
+                return _outcome_response(outcome)
+        finally:
+            if lock.statistics().tasks_waiting == 0 and not lock.locked():
+                self._plan_locks.pop(lock_key, None)
+
+    async def _plan(
+        self, verified: VerifiedToken, plan: PlanBody, now: datetime
+    ) -> Outcome:
+        user = verified.user
+        labour_id = uuid7()
+        command = cmd.PlanLabour(
+            labour_id=labour_id,
+            mother_id=user.user_id,
+            mother_name=user.name or UNKNOWN_MOTHER_NAME,
+            first_labour=plan.first_labour,
+            due_date=to_utc(plan.due_date),
+            labour_name=plan.labour_name,
+        )
+        outcome = await self.registry.plan(
+            CommandRequest(command, user, self.caller_of(verified), now)
+        )
+        if outcome.status == 204:
+            return Outcome(status=200, body=_encoder.encode(PlanReply(labour_id)))
+        return outcome
+
+    async def command(self) -> Response:
+        verified = self.authenticate()
+        now = datetime.now(UTC)
+        key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
+        body = await self.body()
+        try:
+            command = cmd.decode_command(body)
+        except cmd.CommandParseError:
+            raise invalid_request() from None
+        return _outcome_response(await self.run_command(command, verified, now, key))
+
+    async def run_command(
+        self,
+        command: cmd.AnyCommand,
+        verified: VerifiedToken,
+        now: datetime,
+        key: str | None,
+    ) -> Outcome:
+        """Fill the server-side fields of `command` and run it on its labour."""
+        fingerprint = cmd.command_fingerprint(command) if key is not None else None
+        user = verified.user
+        if isinstance(command, cmd.PlanLabour):
+            command.mother_id = user.user_id
+            command.mother_name = user.name or UNKNOWN_MOTHER_NAME
+        elif isinstance(command, cmd.RequestAccess):
+            command.subscriber_id = user.user_id
+        request_ = CommandRequest(
+            command, user, self.caller_of(verified), now, key, fingerprint
+        )
+        if isinstance(command, cmd.PlanLabour):
+            return await self.registry.plan(request_)
+        return await self.registry.execute(command.target_labour_id, request_)
+
+    async def query(self) -> Response:
+        verified = self.authenticate()
+        now = datetime.now(UTC)
+        body = await self.body()
+        parsed = parse_query(body)
+        return _json(200, await self.run_query(parsed, verified, now))
+
+    async def run_query(
+        self, parsed: Any, verified: VerifiedToken, now: datetime
+    ) -> bytes:
+        caller = self.caller_of(verified)
+
+        def run(actor: Any) -> bytes:
+            return _encoder.encode(run_query(actor, parsed, verified.user, caller, now))
+
+        try:
+            result = await self.registry.query(parsed.query.labour_id, run)
+        except (LabourError, AuthorizationDenied) as error:
+            outcome = outcome_of(error)
+            assert outcome.body is not None
+            raise ApiError(
+                outcome.status, _code(outcome.body), _message(outcome.body)
+            ) from None
+        if result is None:
+            raise ApiError(404, "not_found", "Labour not found")
+        return result
+
+    async def history(self) -> Response:
+        verified = self.authenticate()
+        limit = parse_limit_text(request.args.get("limit"))
+        rows = self.shared.labour_history(verified.user.user_id, limit)
+        return _json(200, _encoder.encode(rows))
+
+    async def active(self) -> Response:
+        verified = self.authenticate()
+        return _json(
+            200, _encoder.encode(self.shared.active_labour(verified.user.user_id))
+        )
+
+    async def subscriptions(self) -> Response:
+        verified = self.authenticate()
+        limit = parse_limit_text(request.args.get("limit"))
+        rows = self.shared.subscriptions_of(verified.user.user_id, limit)
+        return _json(200, _encoder.encode(rows))
+
+    async def subscribed_labours(self) -> Response:
+        verified = self.authenticate()
+        limit = parse_limit_text(request.args.get("limit"))
+        rows = self.shared.subscriptions_of(verified.user.user_id, limit)
+        labours = self.shared.labour_statuses([row.labour_id for row in rows])
+        return _json(200, _encoder.encode(labours))
+
+    async def timestamp(self, labour_id: str) -> Response:
+        self.authenticate()
+        parse_labour_id(labour_id)
+        reply = TimestampReply(datetime.now(UTC))
+        return _json(200, _encoder.encode(reply))
+
+
+class _Message(msgspec.Struct):
+    message: str
+    code: str
+
+
+def _code(body: bytes) -> str:
+    return msgspec.json.decode(body, type=_Message).code
+
+
+def _message(body: bytes) -> str:
+    return msgspec.json.decode(body, type=_Message).message
+
+
+def create_app(api: Api) -> QuartTrio:
+    """Build the quart-trio app serving `api`."""
+    app = QuartTrio(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BODY_BYTES
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    app.config["RESPONSE_TIMEOUT"] = None
+    app.extensions["fernd"] = api
+
+    routes: list[tuple[str, str, Callable[..., Awaitable[Response]]]] = [
+        ("/api/v1/labour/plan", "POST", api.plan),
+        ("/api/v1/labour/history", "GET", api.history),
+        ("/api/v1/labour/active", "GET", api.active),
+        ("/api/v1/subscriptions/list", "GET", api.subscriptions),
+        ("/api/v1/subscriptions/labours", "GET", api.subscribed_labours),
+        ("/api/v1/command", "POST", api.command),
+        ("/api/v1/query", "POST", api.query),
+        ("/api/v1/timestamp/<labour_id>", "GET", api.timestamp),
+    ]
+    for rule, method, view in routes:
+        app.add_url_rule(rule, view.__name__, view, methods=[method, "OPTIONS"])
+
+    @app.before_request
+    async def check_origin() -> Response | None:
+        origin = request.headers.get("Origin")
+        if (
+            origin is not None
+            and api.allowed_origins
+            and origin not in api.allowed_origins
+        ):
+            return _json(403, error_body("forbidden", "Forbidden"))
+        if request.method == "OPTIONS" and request.url_rule is not None:
+            return Response(
+                b"", status=200, headers={"Access-Control-Max-Age": PREFLIGHT_MAX_AGE}
+            )
+        return None
+
+    @app.after_request
+    async def add_headers(response: Response) -> Response:
+        origin = request.headers.get("Origin")
+        if origin is not None and (
+            not api.allowed_origins or origin in api.allowed_origins
+        ):
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+            response.headers["Access-Control-Allow-Methods"] = ALLOW_METHODS
+            response.headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS
+            response.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
+        return response
+
+    @app.errorhandler(ApiError)
+    async def api_error(error: ApiError) -> Response:
+        return _json(error.status, error_body(error.code, error.message), error.headers)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        if status == 404:
+            return _json(404, error_body("not_found", "Not Found"))
+        if status == 405:
+            return _json(405, error_body("invalid_request", "Method Not Allowed"))
+        if status == 413:
+            return _json(413, error_body("payload_too_large", "Request body too large"))
+        if status < 500:
+            return _json(
+                400, error_body("invalid_request", "Failed to parse request body")
+            )
+        return _json(500, error_body("internal_error", "Internal server error"))
+
+    @app.errorhandler(Exception)
+    async def unexpected_error(error: Exception) -> Response:
+        labour_id = _labour_id_hint()
+        logger.exception(
+            "Unexpected error on %s %s (labour %s)",
+            request.method,
+            request.path,
+            labour_id,
+        )
+        return _json(500, error_body("internal_error", "Internal server error"))
+
+    return app
+
+
+def _labour_id_hint() -> str:
+    """Return the labour id named by the request path, if any, for logs."""
+    view_args = request.view_args or {}
+    return str(view_args.get("labour_id", "unknown"))
+
+
+__all__ = ["Api", "create_app", "format_datetime"]

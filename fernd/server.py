@@ -1,0 +1,104 @@
+"""`fernd serve`: open the shared database, start the labour registry, serve
+HTTP with hypercorn on Trio, and shut down cleanly on SIGINT or SIGTERM."""
+
+import logging
+import signal
+from pathlib import Path
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from fernd.api.app import Api, create_app
+from fernd.auth.tokens import LocalTokenIssuer, TokenVerifier
+from fernd.config import Settings
+from fernd.runtime.registry import LabourRegistry
+from fernd.storage.shared_db import SharedDatabase
+
+logger = logging.getLogger(__name__)
+
+# In-flight requests get this long to finish once shutdown starts, in seconds.
+GRACEFUL_TIMEOUT_SECONDS = 10.0
+
+
+def hypercorn_config(settings: Settings) -> HypercornConfig:
+    config = HypercornConfig()
+    address = settings.bind_address
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    config.bind = [f"{host}:{address.port}"]
+    config.graceful_timeout = GRACEFUL_TIMEOUT_SECONDS
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    # fernd answers oversized bodies itself with a JSON 413.
+    config.h11_max_incomplete_size = 64 * 1024
+    return config
+
+
+async def _wait_for_signal(
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            logger.info("Received %s, shutting down", signal.Signals(signum).name)
+            return
+
+
+async def serve_async(
+    settings: Settings, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve until SIGINT or SIGTERM, or until cancelled.
+
+    Reports the bound address through `task_status` once listening.
+    """
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    shared = SharedDatabase.open(data_dir, settings.sqlite_synchronous)
+    issuer = LocalTokenIssuer(data_dir)
+    verifier = TokenVerifier(
+        issuer,
+        leeway_seconds=settings.token_leeway,
+        admin_user_ids=frozenset(settings.admin_user_ids),
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            registry = LabourRegistry(settings, shared)
+            await nursery.start(registry.run)
+            await registry.resume_pending_work()
+
+            app = create_app(Api(settings, registry, shared, verifier))
+            config = hypercorn_config(settings)
+            shutdown = trio.Event()
+            async with trio.open_nursery() as http:
+                bound: list[str] = await http.start(_serve_http, app, config, shutdown)
+                logger.info(
+                    "fernd serving on %s with data in %s", bound[0], data_dir
+                )
+                task_status.started(bound[0])
+                await _wait_for_signal()
+                # Hypercorn stops accepting and lets in-flight requests finish.
+                shutdown.set()
+            # Every actor closes with a snapshot when the registry is cancelled.
+            nursery.cancel_scope.cancel()
+    finally:
+        shared.close()
+        logger.info("fernd stopped")
+
+
+async def _serve_http(
+    app: object,
+    config: HypercornConfig,
+    shutdown: trio.Event,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await hypercorn_serve(
+        app,  # type: ignore[arg-type]
+        config,
+        shutdown_trigger=shutdown.wait,
+        task_status=task_status,
+    )
+
+
+def serve(settings: Settings) -> None:
+    """Run fernd until SIGINT or SIGTERM."""
+    trio.run(serve_async, settings)
