@@ -12,10 +12,15 @@ from hypercorn.trio import serve as hypercorn_serve
 from fernd.api.app import Api, create_app
 from fernd.auth.tokens import LocalTokenIssuer, TokenVerifier
 from fernd.config import Settings
+from fernd.domain.constants import MAX_REQUEST_BODY_BYTES
 from fernd.runtime.registry import LabourRegistry
+from fernd.runtime.sockets import CLOSE_GOING_AWAY, SocketHub
 from fernd.storage.shared_db import SharedDatabase
 
 logger = logging.getLogger(__name__)
+
+# Every open WebSocket is pinged this often, in seconds.
+WEBSOCKET_PING_INTERVAL_SECONDS = 30.0
 
 # In-flight requests get this long to finish once shutdown starts, in seconds.
 GRACEFUL_TIMEOUT_SECONDS = 10.0
@@ -31,6 +36,12 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config.errorlog = logging.getLogger("hypercorn.error")
     # fernd answers oversized bodies itself with a JSON 413.
     config.h11_max_incomplete_size = 64 * 1024
+    config.websocket_max_message_size = MAX_REQUEST_BODY_BYTES
+    # Hypercorn pings every socket but does not check for pongs. A live peer's
+    # pong is a read at least every ping interval, so a connection with no
+    # read for two intervals is dead and is dropped.
+    config.websocket_ping_interval = WEBSOCKET_PING_INTERVAL_SECONDS
+    config.read_timeout = int(2 * WEBSOCKET_PING_INTERVAL_SECONDS)
     return config
 
 
@@ -62,20 +73,20 @@ async def serve_async(
     )
     try:
         async with trio.open_nursery() as nursery:
-            registry = LabourRegistry(settings, shared)
+            hub = SocketHub()
+            registry = LabourRegistry(settings, shared, publishers=[hub])
             await nursery.start(registry.run)
             await registry.resume_pending_work()
 
-            app = create_app(Api(settings, registry, shared, verifier))
+            app = create_app(Api(settings, registry, shared, verifier), hub)
             config = hypercorn_config(settings)
             shutdown = trio.Event()
             async with trio.open_nursery() as http:
                 bound: list[str] = await http.start(_serve_http, app, config, shutdown)
-                logger.info(
-                    "fernd serving on %s with data in %s", bound[0], data_dir
-                )
+                logger.info("fernd serving on %s with data in %s", bound[0], data_dir)
                 task_status.started(bound[0])
                 await _wait_for_signal()
+                hub.close_all(CLOSE_GOING_AWAY, "Server shutting down")
                 # Hypercorn stops accepting and lets in-flight requests finish.
                 shutdown.set()
             # Every actor closes with a snapshot when the registry is cancelled.

@@ -36,6 +36,7 @@ from fernd.domain.datetimes import AwareDateTime, format_datetime, to_utc
 from fernd.domain.errors import AuthorizationDenied, LabourError
 from fernd.runtime.messages import CommandRequest, Outcome, outcome_of
 from fernd.runtime.registry import LabourRegistry
+from fernd.runtime.sockets import SocketHub
 from fernd.storage.labour_db import RecordedOutcome
 from fernd.storage.shared_db import SharedDatabase
 
@@ -332,8 +333,10 @@ def _message(body: bytes) -> str:
     return msgspec.json.decode(body, type=_Message).message
 
 
-def create_app(api: Api) -> QuartTrio:
-    """Build the quart-trio app serving `api`."""
+def create_app(api: Api, hub: SocketHub) -> QuartTrio:
+    """Build the quart-trio app serving `api`, with WebSockets held by `hub`."""
+    from fernd.api.websocket import connect
+
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BODY_BYTES
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
@@ -352,6 +355,20 @@ def create_app(api: Api) -> QuartTrio:
     ]
     for rule, method, view in routes:
         app.add_url_rule(rule, view.__name__, view, methods=[method, "OPTIONS"])
+
+    async def connect_socket(labour_id: str) -> Response | None:
+        return await connect(api, hub, labour_id)
+
+    async def upgrade_required(labour_id: str) -> Response:
+        return _json(426, error_body("invalid_request", "Upgrade Required"))
+
+    app.add_websocket("/api/v1/connect/<labour_id>", "connect", connect_socket)
+    app.add_url_rule(
+        "/api/v1/connect/<labour_id>",
+        "upgrade_required",
+        upgrade_required,
+        methods=["GET"],
+    )
 
     @app.before_request
     async def check_origin() -> Response | None:

@@ -14,6 +14,7 @@ from uuid import UUID
 
 import msgspec
 
+from fernd.api.errors import ApiError, invalid_request, not_found
 from fernd.domain.authorization import Caller, Principal, authorize
 from fernd.domain.commands import TaggedRequest
 from fernd.domain.constants import (
@@ -32,8 +33,6 @@ from fernd.storage.projections import labour as labour_model
 from fernd.storage.projections import labour_update as labour_update_model
 from fernd.storage.projections import subscription as subscription_model
 from fernd.storage.projections import subscription_token as token_model
-
-from fernd.api.errors import ApiError, invalid_request, not_found
 
 
 class Query(msgspec.Struct, kw_only=True):
@@ -240,7 +239,7 @@ def run_query(
         actor.remember_user(user, caller)
 
 
-def _answer(  # noqa: C901 - one branch per query
+def _answer(
     actor: LabourActor,
     query: Query,
     principal: Principal,

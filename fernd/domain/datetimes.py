@@ -25,10 +25,22 @@ def format_datetime(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_last_sortable: tuple[datetime, str] | None = None
+
+
 def sortable_datetime(value: datetime) -> str:
     """Write `value` in UTC with exactly six fractional digits, so that text
     order equals time order."""
-    return to_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    global _last_sortable
+    # Every event and row of one batch carries the same `now`, so the last
+    # result is usually the answer.
+    last = _last_sortable
+    if last is not None and last[0] is value:
+        return last[1]
+    utc = to_utc(value).replace(tzinfo=None)
+    text = utc.isoformat(timespec="microseconds") + "Z"
+    _last_sortable = (value, text)
+    return text
 
 
 def parse_datetime(text: str) -> datetime:

@@ -142,7 +142,7 @@ def evolve(labour: Labour, event: ev.Event, sequence: int, timestamp: datetime) 
     labour.last_sequence = sequence
 
 
-def _apply(labour: Labour, event: ev.Event, timestamp: datetime) -> None:  # noqa: C901
+def _apply(labour: Labour, event: ev.Event, timestamp: datetime) -> None:
     match event:
         case ev.LabourPlanned():
             raise EvolveError("LabourPlanned can only create a labour")

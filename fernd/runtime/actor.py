@@ -36,6 +36,7 @@ from fernd.domain.handlers import CommandContext, authorize_command, decide, loa
 from fernd.domain.labour import Labour, create, decode_snapshot, encode_snapshot, evolve
 from fernd.domain.policies import effects_for_event
 from fernd.domain.users import User
+from fernd.domain.visibility import audience_of
 from fernd.runtime.effects import EffectExecutor
 from fernd.runtime.messages import (
     INTERNAL_ERROR,
@@ -152,6 +153,10 @@ class LabourActor:
         await request.done.wait()
         assert request.outcome is not None
         return request.outcome
+
+    async def enqueue(self, request: CommandRequest) -> None:
+        """Queue `request` in arrival order; await `request.done` for the reply."""
+        await self._inbox_send.send(request)
 
     def touch(self) -> None:
         self.last_activity = trio.current_time()
@@ -376,6 +381,7 @@ class LabourActor:
                     data=ev.encode_event(event),
                     timestamp=request.now,
                     user_id=request.caller.user_id,
+                    audience=audience_of(self.state, event),
                 )
             )
             if self.state is None:

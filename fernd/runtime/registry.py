@@ -102,8 +102,17 @@ class LabourRegistry:
             yield actor
         finally:
             if actor is not None:
-                actor.leases -= 1
-                actor.touch()
+                self.release(actor)
+
+    async def acquire(self, labour_id: UUID) -> LabourActor | None:
+        """Take a lease on the labour's actor; pair with `release`. Return None
+        when the labour has no database."""
+        return await self._acquire(labour_id, False)
+
+    @staticmethod
+    def release(actor: LabourActor) -> None:
+        actor.leases -= 1
+        actor.touch()
 
     async def _acquire(self, labour_id: UUID, create: bool) -> LabourActor | None:
         while True:

@@ -38,7 +38,8 @@ _MIGRATIONS = [
         event_data TEXT NOT NULL,
         event_version INTEGER NOT NULL,
         created_at TEXT NOT NULL,
-        user_id TEXT NOT NULL
+        user_id TEXT NOT NULL,
+        audience TEXT NOT NULL DEFAULT 'everyone'
     );
     CREATE TABLE snapshot (
         id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -160,6 +161,8 @@ class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
     data: bytes
     timestamp: datetime
     user_id: str
+    # Who may receive the event's push; see fernd.domain.visibility.
+    audience: str = "everyone"
 
 
 class RecordedOutcome(msgspec.Struct, frozen=True):
@@ -224,7 +227,8 @@ class LabourDatabase:
     def append_event(self, stored: StoredEvent) -> None:
         self.connection.execute(
             "INSERT INTO events (sequence, aggregate_id, event_type, event_data,"
-            " event_version, created_at, user_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " event_version, created_at, user_id, audience)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 stored.sequence,
                 self._labour_id_text,
@@ -233,6 +237,7 @@ class LabourDatabase:
                 ev.EVENT_VERSION,
                 sortable_datetime(stored.timestamp),
                 stored.user_id,
+                stored.audience,
             ),
         )
 
@@ -245,16 +250,20 @@ class LabourDatabase:
     ) -> Iterator[StoredEvent]:
         """Yield the stored events after `sequence` in order, at most `limit`."""
         sql = (
-            "SELECT sequence, event_data, created_at, user_id FROM events"
+            "SELECT sequence, event_data, created_at, user_id, audience FROM events"
             " WHERE sequence > ? ORDER BY sequence"
         )
         bindings: tuple[int, ...] = (sequence,)
         if limit is not None:
             sql += " LIMIT ?"
             bindings = (sequence, limit)
-        for row_sequence, data, created_at, user_id in self.connection.execute(
-            sql, bindings
-        ):
+        for (
+            row_sequence,
+            data,
+            created_at,
+            user_id,
+            audience,
+        ) in self.connection.execute(sql, bindings):
             encoded = data.encode()
             yield StoredEvent(
                 sequence=row_sequence,
@@ -262,6 +271,7 @@ class LabourDatabase:
                 data=encoded,
                 timestamp=datetime.fromisoformat(created_at),
                 user_id=user_id,
+                audience=audience,
             )
 
     def load_snapshot(self) -> tuple[int, bytes] | None:
