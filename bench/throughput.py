@@ -38,7 +38,11 @@ def _request(command: cmd.Command) -> CommandRequest:
 
 
 async def _client(
-    registry: LabourRegistry, labour_id: Any, index: int, deadline: float, counts: list[int]
+    registry: LabourRegistry,
+    labour_id: Any,
+    index: int,
+    deadline: float,
+    counts: list[int],
 ) -> None:
     """Send commands until `deadline`: mostly status updates; client 0 also
     starts and ends contractions, so the contraction rules run too."""
@@ -65,7 +69,9 @@ async def _client(
         step += 1
 
 
-async def _fernd_run(synchronous: str, batch_limit: int, seconds: float) -> dict[str, float]:
+async def _fernd_run(
+    synchronous: str, batch_limit: int, seconds: float
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as directory:
         settings = Settings(
             data_dir=directory,
@@ -87,13 +93,17 @@ async def _fernd_run(synchronous: str, batch_limit: int, seconds: float) -> dict
                     due_date=datetime.now(UTC),
                 )
                 await registry.plan(_request(plan))
-                await registry.execute(labour_id, _request(cmd.BeginLabour(labour_id=labour_id)))
+                await registry.execute(
+                    labour_id, _request(cmd.BeginLabour(labour_id=labour_id))
+                )
                 counts = [0] * CLIENTS
                 started = trio.current_time()
                 deadline = started + seconds
                 async with trio.open_nursery() as clients:
                     for index in range(CLIENTS):
-                        clients.start_soon(_client, registry, labour_id, index, deadline, counts)
+                        clients.start_soon(
+                            _client, registry, labour_id, index, deadline, counts
+                        )
                 elapsed = trio.current_time() - started
                 head = await registry.query(labour_id, lambda actor: actor.head)
                 nursery.cancel_scope.cancel()
@@ -128,7 +138,14 @@ def _raw_apsw(synchronous: str, batch: int, seconds: float) -> float:
                     rows += 1
                     connection.execute(
                         "INSERT INTO events VALUES (?, ?, ?, ?, 1, ?, ?)",
-                        (rows, "0190f5a2", "LabourUpdatePosted", data, "2024-05-01", "u"),
+                        (
+                            rows,
+                            "0190f5a2",
+                            "LabourUpdatePosted",
+                            data,
+                            "2024-05-01",
+                            "u",
+                        ),
                     )
         elapsed = time.perf_counter() - started
         connection.close()
@@ -143,10 +160,14 @@ def run(quick: bool) -> list[dict[str, Any]]:
     for synchronous in ("FULL", "NORMAL"):
         for batch_limit in (1, 8, 64):
             fernd_rates = [
-                trio.run(_fernd_run, synchronous, batch_limit, seconds)["commands_per_second"]
+                trio.run(_fernd_run, synchronous, batch_limit, seconds)[
+                    "commands_per_second"
+                ]
                 for _ in range(repeats)
             ]
-            raw_rates = [_raw_apsw(synchronous, batch_limit, seconds) for _ in range(repeats)]
+            raw_rates = [
+                _raw_apsw(synchronous, batch_limit, seconds) for _ in range(repeats)
+            ]
             fernd_rate = statistics.median(fernd_rates)
             raw_rate = statistics.median(raw_rates)
             results.append(

@@ -13,6 +13,7 @@ from fernd.api.app import Api, create_app
 from fernd.auth.tokens import LocalTokenIssuer, TokenVerifier
 from fernd.config import Settings
 from fernd.domain.constants import MAX_REQUEST_BODY_BYTES
+from fernd.runtime.metrics import Metrics, log_metrics
 from fernd.runtime.registry import LabourRegistry
 from fernd.runtime.sockets import CLOSE_GOING_AWAY, SocketHub
 from fernd.storage.shared_db import SharedDatabase
@@ -77,8 +78,12 @@ async def serve_async(
             registry = LabourRegistry(settings, shared, publishers=[hub])
             await nursery.start(registry.run)
             await registry.resume_pending_work()
+            metrics = Metrics(registry, hub, shared)
+            nursery.start_soon(log_metrics, metrics)
 
-            app = create_app(Api(settings, registry, shared, verifier), hub)
+            api = Api(settings, registry, shared, verifier)
+            api.metrics_source = metrics
+            app = create_app(api, hub)
             config = hypercorn_config(settings)
             shutdown = trio.Event()
             async with trio.open_nursery() as http:
@@ -89,7 +94,9 @@ async def serve_async(
                 hub.close_all(CLOSE_GOING_AWAY, "Server shutting down")
                 # Hypercorn stops accepting and lets in-flight requests finish.
                 shutdown.set()
-            # Every actor closes with a snapshot when the registry is cancelled.
+            # In-flight batches commit and reply, and catch-up cycles finish up
+            # to the deadline; then every actor closes with a snapshot.
+            await registry.drain(GRACEFUL_TIMEOUT_SECONDS)
             nursery.cancel_scope.cancel()
     finally:
         shared.close()

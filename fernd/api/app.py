@@ -35,6 +35,7 @@ from fernd.domain.constants import IDEMPOTENCY_KEY_MAX_LENGTH, MAX_REQUEST_BODY_
 from fernd.domain.datetimes import AwareDateTime, format_datetime, to_utc
 from fernd.domain.errors import AuthorizationDenied, LabourError
 from fernd.runtime.messages import CommandRequest, Outcome, outcome_of
+from fernd.runtime.metrics import Metrics
 from fernd.runtime.registry import LabourRegistry
 from fernd.runtime.sockets import SocketHub
 from fernd.storage.labour_db import RecordedOutcome
@@ -127,6 +128,7 @@ class Api:
         self.verifier = verifier
         self.allowed_origins = frozenset(settings.allowed_origins)
         self._plan_locks: dict[tuple[str, str], trio.Lock] = {}
+        self.metrics_source: Metrics | None = None
 
     def authenticate(self) -> VerifiedToken:
         header = request.headers.get("Authorization")
@@ -313,6 +315,18 @@ class Api:
         labours = self.shared.labour_statuses([row.labour_id for row in rows])
         return _json(200, _encoder.encode(labours))
 
+    async def metrics(self) -> Response:
+        verified = self.authenticate()
+        if not verified.is_admin:
+            raise ApiError(
+                403,
+                "forbidden",
+                "Authorization failed: Missing required capability: Administer",
+            )
+        if self.metrics_source is None:
+            raise ApiError(404, "not_found", "Not Found")
+        return _json(200, _encoder.encode(self.metrics_source.snapshot()))
+
     async def timestamp(self, labour_id: str) -> Response:
         self.authenticate()
         parse_labour_id(labour_id)
@@ -352,6 +366,7 @@ def create_app(api: Api, hub: SocketHub) -> QuartTrio:
         ("/api/v1/command", "POST", api.command),
         ("/api/v1/query", "POST", api.query),
         ("/api/v1/timestamp/<labour_id>", "GET", api.timestamp),
+        ("/api/v1/admin/metrics", "GET", api.metrics),
     ]
     for rule, method, view in routes:
         app.add_url_rule(rule, view.__name__, view, methods=[method, "OPTIONS"])

@@ -142,6 +142,20 @@ class LabourRegistry:
         await self._nursery.start(actor.run)
         logger.debug("Labour %s activated at sequence %d", labour_id, actor.head)
 
+    async def drain(self, deadline_seconds: float) -> None:
+        """Wait until no actor has queued commands or catch-up work, or until
+        `deadline_seconds` pass; used before shutdown."""
+        with trio.move_on_after(deadline_seconds) as scope:
+            while any(actor.busy for actor in self._actors.values()):
+                await trio.sleep(0.01)
+        if scope.cancelled_caught:
+            busy = sum(actor.busy for actor in self._actors.values())
+            logger.warning(
+                "%d labours still busy after %.0f s; their work resumes on restart",
+                busy,
+                deadline_seconds,
+            )
+
     def may_hibernate(self, actor: LabourActor) -> bool:
         """Mark `actor` closing when nobody holds it; called without an await
         between the actor's idle check and this decision."""

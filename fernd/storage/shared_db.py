@@ -474,6 +474,13 @@ class SharedDatabase:
                 (str(labour_id),),
             )
 
+    def labour_count(self) -> int:
+        return int(
+            self.connection.execute("SELECT count(*) FROM labour_directory").fetchone()[
+                0
+            ]
+        )
+
     def labours_with_pending_work(self) -> list[UUID]:
         rows = self.connection.execute(
             "SELECT labour_id FROM labour_directory WHERE pending_since IS NOT NULL"

@@ -531,7 +531,7 @@ def test_completion_ends_labour(timeline: Timeline) -> None:
             contraction_id=new_id(),
         )
         assert reply.status_code == 409
+        message = "Cannot start contraction in completed labour"
         assert reply.json() == error(
-            "Domain error: Invalid command: Cannot start contraction in completed labour",
-            "conflict",
+            f"Domain error: Invalid command: {message}", "conflict"
         )
