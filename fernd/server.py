@@ -2,6 +2,7 @@
 HTTP with hypercorn on Trio, and shut down cleanly on SIGINT or SIGTERM."""
 
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -63,6 +64,9 @@ async def serve_async(
 
     Reports the bound address through `task_status` once listening.
     """
+    # The databases hold names, contact details and share tokens, so every
+    # file and directory fernd creates is private to its user.
+    os.umask(0o077)
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     shared = SharedDatabase.open(data_dir, settings.sqlite_synchronous)

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import msgspec
 import trio
-from quart import Response, request
+from quart import Response, g, request
 from quart_trio import QuartTrio
 from uuid6 import uuid7
 from werkzeug.exceptions import HTTPException
@@ -47,7 +47,7 @@ JSON = "application/json"
 ALLOW_METHODS = "GET, POST, OPTIONS"
 ALLOW_HEADERS = "Content-Type, Authorization, Idempotency-Key"
 EXPOSE_HEADERS = "Idempotency-Replayed, Retry-After"
-# Browsers may cache a preflight answer this long, in seconds.
+# Browsers may cache a preflight response this long, in seconds.
 PREFLIGHT_MAX_AGE = "86400"
 # The mother's name when her token carries no `name` claim.
 UNKNOWN_MOTHER_NAME = "unknown"
@@ -59,6 +59,9 @@ class PlanBody(msgspec.Struct, kw_only=True):
     first_labour: bool
     due_date: AwareDateTime
     labour_name: str | None = None
+
+    def __post_init__(self) -> None:
+        self.due_date = to_utc(self.due_date)
 
 
 class PlanReply(msgspec.Struct):
@@ -165,7 +168,7 @@ class Api:
         body = await self.body()
         try:
             plan = _plan_decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             raise invalid_request() from None
         fingerprint = cmd.command_fingerprint(
             cmd.PlanLabour(
@@ -249,6 +252,7 @@ class Api:
         key: str | None,
     ) -> Outcome:
         """Fill the server-side fields of `command` and run it on its labour."""
+        g.labour_id = command.target_labour_id
         fingerprint = cmd.command_fingerprint(command) if key is not None else None
         user = verified.user
         if isinstance(command, cmd.PlanLabour):
@@ -274,6 +278,7 @@ class Api:
         self, parsed: Any, verified: VerifiedToken, now: datetime
     ) -> bytes:
         caller = self.caller_of(verified)
+        g.labour_id = parsed.query.labour_id
 
         def run(actor: Any) -> bytes:
             return _encoder.encode(run_query(actor, parsed, verified.user, caller, now))
@@ -447,9 +452,11 @@ def create_app(api: Api, hub: SocketHub) -> QuartTrio:
 
 
 def _labour_id_hint() -> str:
-    """Return the labour id named by the request path, if any, for logs."""
-    view_args = request.view_args or {}
-    return str(view_args.get("labour_id", "unknown"))
+    """Return the labour id the request named, in its body or path, for logs."""
+    labour_id = g.get("labour_id")
+    if labour_id is None:
+        labour_id = (request.view_args or {}).get("labour_id", "unknown")
+    return str(labour_id)
 
 
 __all__ = ["Api", "create_app", "format_datetime"]

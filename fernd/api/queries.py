@@ -43,9 +43,14 @@ class GetLabour(Query, kw_only=True):
     pass
 
 
+# `limit` and `cursor` are decoded after the rest, so that a bad value gets its
+# own message; JSON null, like an omitted field, means "not given".
+_NULL = msgspec.Raw(b"null")
+
+
 class GetContractions(Query, kw_only=True):
-    limit: msgspec.Raw | None = None
-    cursor: msgspec.Raw | None = None
+    limit: msgspec.Raw = _NULL
+    cursor: msgspec.Raw = _NULL
 
 
 class GetContractionById(Query, kw_only=True):
@@ -57,8 +62,8 @@ class GetContractionStatistics(Query, kw_only=True):
 
 
 class GetLabourUpdates(Query, kw_only=True):
-    limit: msgspec.Raw | None = None
-    cursor: msgspec.Raw | None = None
+    limit: msgspec.Raw = _NULL
+    cursor: msgspec.Raw = _NULL
 
 
 class GetLabourUpdateById(Query, kw_only=True):
@@ -132,7 +137,7 @@ def parse_tagged_query(request: TaggedRequest) -> ParsedQuery:
         raise invalid_request()
     try:
         query = _decoders[key].decode(request.payload.payload)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         raise invalid_request() from None
     return ParsedQuery(query, entry[1], request.payload.type)
 
@@ -140,7 +145,7 @@ def parse_tagged_query(request: TaggedRequest) -> ParsedQuery:
 def parse_query(body: bytes) -> ParsedQuery:
     try:
         request = _request_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         raise invalid_request() from None
     return parse_tagged_query(request)
 
@@ -159,12 +164,10 @@ class _Cursor(msgspec.Struct):
     updated_at: str
 
 
-def _limit(raw: msgspec.Raw | None) -> int:
-    if raw is None:
-        return PAGE_SIZE_DEFAULT
+def _limit(raw: msgspec.Raw) -> int:
     try:
         value = msgspec.json.decode(raw, type=int | None)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         value = 0
     if value is None:
         return PAGE_SIZE_DEFAULT
@@ -182,15 +185,13 @@ def parse_limit_text(text: str | None) -> int:
     return int(text)
 
 
-def _cursor(raw: msgspec.Raw | None) -> tuple[datetime, UUID] | None:
-    if raw is None:
-        return None
+def _cursor(raw: msgspec.Raw) -> tuple[datetime, UUID] | None:
     try:
         cursor = msgspec.json.decode(raw, type=_Cursor | None)
         if cursor is None:
             return None
         return parse_datetime(cursor.updated_at), UUID(cursor.id)
-    except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError, RecursionError):
         raise invalid_request("Invalid cursor") from None
 
 

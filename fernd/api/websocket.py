@@ -3,7 +3,7 @@ messages (Command, Query, ServerTimestamp) with one reply each, and pushes from
 the SocketHub.
 
 Commands from one socket enter the labour's inbox in the order they arrive and
-are answered as their batches commit, so a client may pipeline them.
+get their replies as their batches commit, so a client may pipeline them.
 """
 
 import logging
@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 # Browsers cannot set headers on a WebSocket, so the token travels as a
 # subprotocol entry with this prefix; fernd selects that entry in its reply.
 TOKEN_SUBPROTOCOL_PREFIX = "base64url.bearer.authorization.fernlabour.com."
+# The close code for a failure inside fernd, as RFC 6455 defines it.
+CLOSE_INTERNAL_ERROR = 1011
 # Commands one socket may have waiting for their replies at once.
 MAX_IN_FLIGHT_COMMANDS = 512
 
@@ -138,6 +140,13 @@ class SocketSession:
                 nursery.start_soon(self._expire)
                 await self._receive_loop(nursery)
                 nursery.cancel_scope.cancel()
+        except Exception:
+            logger.exception(
+                "WebSocket of labour %s failed; closing it with 1011",
+                self.socket.labour_id,
+            )
+            with trio.move_on_after(1):
+                await websocket.close(CLOSE_INTERNAL_ERROR, "Internal server error")
         finally:
             self.hub.unregister(self.socket)
 
@@ -165,6 +174,7 @@ class SocketSession:
 
     async def _receive_loop(self, nursery: trio.Nursery) -> None:
         while True:
+            await self.socket.wait_for_space()
             data = await websocket.receive()
             raw = data.encode() if isinstance(data, str) else data
             await self._handle(raw, nursery)
@@ -173,7 +183,7 @@ class SocketSession:
         now = datetime.now(UTC)
         try:
             message = _message_decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             self.socket.offer(
                 _failure(
                     _read_correlation(raw),
@@ -276,7 +286,7 @@ class SocketSession:
 def _read_correlation(raw: bytes) -> str | None:
     try:
         value = _correlation_decoder.decode(raw).correlation_id
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     return value if isinstance(value, str) else None
 

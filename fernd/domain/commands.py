@@ -338,7 +338,7 @@ def decode_tagged_command(request: TaggedRequest) -> AnyCommand:
         )
     try:
         return decoder.decode(request.payload.payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as error:
         raise CommandParseError(str(error)) from error
 
 
@@ -350,7 +350,7 @@ def decode_command(body: bytes) -> AnyCommand:
     """
     try:
         request = _request_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as error:
         raise CommandParseError(str(error)) from error
     return decode_tagged_command(request)
 

@@ -10,19 +10,27 @@ AwareDateTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 def to_utc(value: datetime) -> datetime:
-    """Return `value` as the same instant in UTC."""
+    """Return `value` as the same instant in UTC.
+
+    Raises ValueError when that instant lies outside years 1 to 9999, as
+    `0001-01-01T00:00:00+14:00` does.
+    """
     if value.tzinfo is UTC:
         return value
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("datetime is out of range once converted to UTC") from None
 
 
 def format_datetime(value: datetime) -> str:
     """Write `value` as `YYYY-MM-DDTHH:MM:SSZ`, with six fractional digits when
     the microsecond part is not zero."""
-    value = to_utc(value)
-    if value.microsecond:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, unlike strftime, writes years below 1000 with four digits.
+    naive = to_utc(value).replace(tzinfo=None)
+    if naive.microsecond:
+        return naive.isoformat(timespec="microseconds") + "Z"
+    return naive.isoformat(timespec="seconds") + "Z"
 
 
 _last_sortable: tuple[datetime, str] | None = None
@@ -50,4 +58,7 @@ def parse_datetime(text: str) -> datetime:
     msgspec.DecodeError for text that is not a datetime.
     """
     value = msgspec.json.decode(msgspec.json.encode(text), type=AwareDateTime)
-    return to_utc(value)
+    try:
+        return to_utc(value)
+    except ValueError as error:
+        raise msgspec.ValidationError(str(error)) from None

@@ -1,9 +1,9 @@
 """LabourActor: the one owner of a labour's state and database while active.
 
-The command loop takes a batch of requests from the inbox and, without any
-`await` between reading the state and committing, decides every command,
-evolves the state, writes the events, idempotency records, effects and read
-models in one transaction, and only then replies. The alarm loop runs the
+The command loop takes a batch of requests from the inbox and decides every
+command without any `await` between reading the state and committing. It
+evolves the state and writes the events, idempotency records, effects and read
+models in one transaction. Only then does it reply. The alarm loop runs the
 catch-up cycle after each commit: lagging projectors, pushes, shared
 projectors, then the process manager's due effects.
 """
@@ -74,7 +74,7 @@ _EffectRow = tuple[int, bytes, str, str, datetime]
 
 
 class _Pending(msgspec.Struct):
-    """What one successful command adds to the batch transaction."""
+    """The events of one successful command and the request that caused them."""
 
     events: list[StoredEvent]
     request: CommandRequest
@@ -490,7 +490,8 @@ class LabourActor:
                 delay = ALARM_RETRY_INITIAL_SECONDS
             except (StorageError, Exception) as error:
                 logger.error(
-                    "Catch-up cycle failed on labour %s at sequence %d, retrying in %.0f s: %s",
+                    "Catch-up cycle failed on labour %s at sequence %d, retrying in"
+                    " %.0f s: %s",
                     self.labour_id,
                     self.head,
                     delay,
@@ -509,9 +510,10 @@ class LabourActor:
             # repeats instead of sleeping.
             self._alarm_wakeup = trio.Event()
             now = self.registry.clock()
-            if self.projections.lagging(self.head):
-                if not self.projections.catch_up(now):
-                    raise RuntimeError("A per-labour projector failed")
+            if self.projections.lagging(self.head) and not self.projections.catch_up(
+                now
+            ):
+                raise RuntimeError("A per-labour projector failed")
             self._publish()
             self._project_shared(now)
             if self.process_manager_checkpoint < self.head:

@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 # Messages a socket may have waiting; a client that stopped reading reaches it.
 OUTGOING_QUEUE_LIMIT = 1000
+# A socket reads no further client message while this many wait to be sent,
+# so a client's own pipelined commands slow it down instead of overflowing.
+OWN_BACKPRESSURE_LEVEL = OUTGOING_QUEUE_LIMIT // 2
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -88,6 +91,7 @@ class Socket:
         self.queued = 0
         self.closing: CloseRequest | None = None
         self.close_now = trio.Event()
+        self._space = trio.Event()
 
     def may_see(self, audience: str) -> bool:
         if audience == EVERYONE:
@@ -114,6 +118,14 @@ class Socket:
 
     def sent(self) -> None:
         self.queued -= 1
+        if self.queued < OWN_BACKPRESSURE_LEVEL:
+            self._space.set()
+
+    async def wait_for_space(self) -> None:
+        """Wait until fewer than OWN_BACKPRESSURE_LEVEL messages are queued."""
+        while self.queued >= OWN_BACKPRESSURE_LEVEL and self.closing is None:
+            self._space = trio.Event()
+            await self._space.wait()
 
     def close_after_queue(self, code: int, reason: str) -> None:
         """Close once the messages queued so far are sent."""

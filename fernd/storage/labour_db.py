@@ -374,7 +374,8 @@ class LabourDatabase:
 
     def set_process_manager_checkpoint(self, sequence: int, now: datetime) -> None:
         self.connection.execute(
-            "INSERT INTO process_manager_state (id, last_processed_sequence, updated_at)"
+            "INSERT INTO process_manager_state (id, last_processed_sequence,"
+            " updated_at)"
             " VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET"
             " last_processed_sequence = excluded.last_processed_sequence,"
             " updated_at = excluded.updated_at",
@@ -489,7 +490,8 @@ class LabourDatabase:
         cursor = self.connection.execute(
             "SELECT effect_id, event_sequence, effect_type, effect_payload,"
             " idempotency_key, status, attempts, last_attempt_at, next_attempt_at,"
-            " last_error, created_at FROM pending_effects ORDER BY created_at, effect_id"
+            " last_error, created_at FROM pending_effects ORDER BY created_at,"
+            " effect_id"
         )
         names = [column[0] for column in cursor.getdescription()]
         return [dict(zip(names, row, strict=True)) for row in cursor]

@@ -1,4 +1,4 @@
-"""The shared database: read models no single labour can answer, their
+"""The shared database: the read models that span labours, their
 per-labour checkpoints, the labour directory and the idempotency records of
 `POST /api/v1/labour/plan`.
 
@@ -334,7 +334,8 @@ class SharedDatabase:
             self.connection.execute(
                 "INSERT INTO projection_checkpoints (projector_name, labour_id,"
                 " last_processed_sequence, last_processed_at, updated_at, status,"
-                " error_message, error_count) VALUES (?, ?, ?, ?, ?, 'healthy', NULL, 0)"
+                " error_message, error_count) VALUES (?, ?, ?, ?, ?, 'healthy', NULL,"
+                " 0)"
                 " ON CONFLICT (projector_name, labour_id) DO UPDATE SET"
                 " last_processed_sequence = excluded.last_processed_sequence,"
                 " last_processed_at = excluded.last_processed_at,"
@@ -346,9 +347,11 @@ class SharedDatabase:
         self.connection.execute(
             "INSERT INTO projection_checkpoints (projector_name, labour_id,"
             " last_processed_sequence, updated_at, status, error_message, error_count)"
-            " VALUES (?, ?, ?, ?, 'error', ?, ?) ON CONFLICT (projector_name, labour_id)"
+            " VALUES (?, ?, ?, ?, 'error', ?, ?) ON CONFLICT (projector_name,"
+            " labour_id)"
             " DO UPDATE SET updated_at = excluded.updated_at, status = 'error',"
-            " error_message = excluded.error_message, error_count = excluded.error_count",
+            " error_message = excluded.error_message, error_count ="
+            " excluded.error_count",
             (
                 name,
                 str(labour_id),
@@ -419,7 +422,8 @@ class SharedDatabase:
         found = {}
         for labour_id in labour_ids:
             row = self.connection.execute(
-                f"SELECT {_LABOUR_STATUS_COLUMNS} FROM labour_status WHERE labour_id = ?",
+                f"SELECT {_LABOUR_STATUS_COLUMNS} FROM labour_status WHERE labour_id"
+                f" = ?",
                 (str(labour_id),),
             ).fetchone()
             if row is not None:
@@ -489,7 +493,10 @@ class SharedDatabase:
         return [UUID(row[0]) for row in rows]
 
 
-_LABOUR_STATUS_COLUMNS = "labour_id, mother_id, mother_name, current_phase, labour_name, created_at, updated_at"
+_LABOUR_STATUS_COLUMNS = (
+    "labour_id, mother_id, mother_name, current_phase, labour_name,"
+    " created_at, updated_at"
+)
 
 
 def _labour_status_model(row: tuple) -> LabourStatusReadModel:  # type: ignore[type-arg]

@@ -25,6 +25,8 @@ T = TypeVar("T")
 EVENTUAL_TIMEOUT_SECONDS = 5.0
 # Pause between two polls of an eventually consistent read model.
 POLL_INTERVAL_SECONDS = 0.02
+# The largest `limit` a page query accepts.
+MAX_PAGE_SIZE = 100
 
 
 def tagged(group: str, name: str, **payload: Any) -> dict[str, Any]:
@@ -227,19 +229,27 @@ def _single_page(reply: httpx.Response) -> list[dict[str, Any]]:
 
 def all_contractions(client: httpx.Client, labour_id: str) -> list[dict[str, Any]]:
     """Return the labour's contractions, which must fit on one page of the
-    default size (20 items).
-
-    NOTE: no `limit` is sent because fernd rejects every explicit `limit` of
-    GetContractions and GetLabourUpdates with 400 (see test_pagination.py).
-    """
-    reply = ask(client, "Contraction", "GetContractions", labour_id=labour_id)
+    maximum size."""
+    reply = ask(
+        client,
+        "Contraction",
+        "GetContractions",
+        labour_id=labour_id,
+        limit=MAX_PAGE_SIZE,
+    )
     return _single_page(reply)
 
 
 def all_labour_updates(client: httpx.Client, labour_id: str) -> list[dict[str, Any]]:
-    """Return the labour updates the caller may see, which must fit on one
-    page of the default size (20 items)."""
-    reply = ask(client, "LabourUpdate", "GetLabourUpdates", labour_id=labour_id)
+    """Return the labour updates the caller may see, which must fit on one page
+    of the maximum size."""
+    reply = ask(
+        client,
+        "LabourUpdate",
+        "GetLabourUpdates",
+        labour_id=labour_id,
+        limit=MAX_PAGE_SIZE,
+    )
     return _single_page(reply)
 
 

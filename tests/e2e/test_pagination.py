@@ -47,19 +47,6 @@ DEFAULT_PAGE_SIZE = 20
 MAX_PAGES = 50
 
 LIMIT_MESSAGE = "limit must be between 1 and 100"
-LIMIT_IGNORED_BUG = (
-    "fernd answers every query that carries a `limit` number (10, 0, 101, ...) "
-    "with 400 'Failed to parse request body', because the field is typed "
-    "`msgspec.Raw | None` in fernd/api/queries.py and msgspec then accepts only "
-    "null; expected a page of `limit` items, or 400 'limit must be between 1 "
-    "and 100' for a value outside 1..100"
-)
-CURSOR_IGNORED_BUG = (
-    "fernd answers every query that carries a `cursor` object with 400 'Failed "
-    "to parse request body' (the field is `msgspec.Raw | None`, which accepts "
-    "only null); expected the next page, or 400 'Invalid cursor' for a "
-    "malformed one"
-)
 
 
 @dataclass(frozen=True)
@@ -166,7 +153,6 @@ def _items(walked: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # Contractions
 
 
-@pytest.mark.xfail(strict=True, reason=LIMIT_IGNORED_BUG)
 def test_contractions_pages_cover_all_in_order(pages: Pages) -> None:
     with pages.server.client(pages.mother_token) as mother:
         walked = _walk(
@@ -176,7 +162,6 @@ def test_contractions_pages_cover_all_in_order(pages: Pages) -> None:
     assert keys == pages.contractions
 
 
-@pytest.mark.xfail(strict=True, reason=LIMIT_IGNORED_BUG)
 def test_contractions_pages_full_until_last(pages: Pages) -> None:
     with pages.server.client(pages.mother_token) as mother:
         walked = _walk(
@@ -187,7 +172,6 @@ def test_contractions_pages_full_until_last(pages: Pages) -> None:
     assert [page["has_more"] for page in walked] == [True] * 5 + [False]
 
 
-@pytest.mark.xfail(strict=True, reason=LIMIT_IGNORED_BUG)
 def test_contractions_last_page_flags(pages: Pages) -> None:
     with pages.server.client(pages.mother_token) as mother:
         walked = _walk(
@@ -197,7 +181,6 @@ def test_contractions_last_page_flags(pages: Pages) -> None:
     assert walked[-1]["next_cursor"] is None
 
 
-@pytest.mark.xfail(strict=True, reason=LIMIT_IGNORED_BUG)
 def test_contractions_exact_fit_has_no_more(pages: Pages) -> None:
     with pages.server.client(pages.mother_token) as mother:
         page = _page(
@@ -243,7 +226,6 @@ def test_contractions_null_limit_and_cursor(pages: Pages) -> None:
 # Labour updates
 
 
-@pytest.mark.xfail(strict=True, reason=LIMIT_IGNORED_BUG)
 def test_labour_updates_pages_for_mother(pages: Pages) -> None:
     with pages.server.client(pages.mother_token) as mother:
         walked = _walk(
@@ -253,7 +235,6 @@ def test_labour_updates_pages_for_mother(pages: Pages) -> None:
     assert messages == [message for message, _ in reversed(pages.updates)]
 
 
-@pytest.mark.xfail(strict=True, reason=LIMIT_IGNORED_BUG)
 def test_labour_updates_pages_skip_private_notes(pages: Pages) -> None:
     with pages.server.client(pages.loved_one.token) as loved_one:
         walked = _walk(
@@ -271,7 +252,6 @@ def test_labour_updates_pages_skip_private_notes(pages: Pages) -> None:
     assert walked[-1]["next_cursor"] is None
 
 
-@pytest.mark.xfail(strict=True, reason=LIMIT_IGNORED_BUG)
 def test_labour_updates_order_by_created_at_then_id(pages: Pages) -> None:
     with pages.server.client(pages.mother_token) as mother:
         walked = _walk(
@@ -310,7 +290,6 @@ QUERY_NAMES = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason=LIMIT_IGNORED_BUG)
 @pytest.mark.parametrize(("group", "name"), QUERY_NAMES)
 @pytest.mark.parametrize("limit", [0, 101, -1, "5", 5.0, True])
 def test_query_limit_out_of_range(
@@ -322,7 +301,6 @@ def test_query_limit_out_of_range(
     assert reply.json() == error(LIMIT_MESSAGE, "invalid_request")
 
 
-@pytest.mark.xfail(strict=True, reason=LIMIT_IGNORED_BUG)
 @pytest.mark.parametrize("limit", [1, 100])
 def test_query_limit_bounds_accepted(pages: Pages, limit: int) -> None:
     with pages.server.client(pages.mother_token) as mother:
@@ -345,7 +323,6 @@ MALFORMED_CURSORS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason=CURSOR_IGNORED_BUG)
 @pytest.mark.parametrize(("group", "name"), QUERY_NAMES)
 @pytest.mark.parametrize("cursor", MALFORMED_CURSORS)
 def test_query_cursor_malformed(

@@ -39,7 +39,8 @@ class LabourProjector:
                 connection.execute(
                     "INSERT INTO labours (labour_id, mother_id, mother_name,"
                     " current_phase, first_labour, due_date, labour_name,"
-                    " created_at, updated_at) VALUES (?, ?, ?, 'PLANNED', ?, ?, ?, ?, ?)",
+                    " created_at, updated_at) VALUES (?, ?, ?, 'PLANNED', ?, ?, ?, ?,"
+                    " ?)",
                     (
                         labour_id,
                         event.mother_id,

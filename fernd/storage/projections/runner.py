@@ -69,7 +69,8 @@ class LabourProjections:
     def reload(self) -> None:
         rows = self._connection.execute(
             "SELECT projector_name, last_processed_sequence, last_processed_at,"
-            " updated_at, status, error_message, error_count FROM projection_checkpoints"
+            " updated_at, status, error_message, error_count FROM"
+            " projection_checkpoints"
         ).fetchall()
         stored = {
             row[0]: Checkpoint(
@@ -180,7 +181,8 @@ class LabourProjections:
             self._write(failed)
             self.checkpoints[projector.name] = failed
             logger.error(
-                "Projector %s failed on labour %s after sequence %d (%d in a row%s): %s",
+                "Projector %s failed on labour %s after sequence %d (%d in a row%s):"
+                " %s",
                 projector.name,
                 self._database.labour_id,
                 checkpoint.last_processed_sequence,
@@ -194,7 +196,8 @@ class LabourProjections:
 
     def _write(self, checkpoint: Checkpoint) -> None:
         self._connection.execute(
-            "INSERT INTO projection_checkpoints (projector_name, last_processed_sequence,"
+            "INSERT INTO projection_checkpoints (projector_name,"
+            " last_processed_sequence,"
             " last_processed_at, updated_at, status, error_message, error_count)"
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (projector_name) DO UPDATE SET"
             " last_processed_sequence = excluded.last_processed_sequence,"
