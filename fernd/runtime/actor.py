@@ -165,6 +165,16 @@ class LabourActor:
         self._alarm_wakeup.set()
 
     @property
+    def busy(self) -> bool:
+        """Tell whether commands are queued or catch-up work is running or due
+        now; a retry scheduled for later does not count."""
+        return (
+            self._alarm_busy
+            or self._alarm_wakeup.is_set()
+            or self._inbox_receive.statistics().current_buffer_used > 0
+        )
+
+    @property
     def idle(self) -> bool:
         """Tell whether nothing is queued, held or scheduled for this labour."""
         return (

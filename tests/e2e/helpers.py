@@ -156,7 +156,7 @@ def share_token(client: httpx.Client, labour_id: str) -> str:
 
 
 def subscriptions(mother: httpx.Client, labour_id: str) -> list[dict[str, Any]]:
-    """Return every subscription of the labour, as the mother sees them."""
+    """Return every subscription of the labour, read with the mother's client."""
     reply = ask(mother, "Subscription", "GetLabourSubscriptions", labour_id=labour_id)
     data: list[dict[str, Any]] = expect_status(reply, 200).json()["data"]
     return data

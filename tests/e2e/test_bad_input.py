@@ -32,9 +32,11 @@ PARSE_FAILED = error("Failed to parse request body", "invalid_request")
 MAX_BODY_BYTES = 65536
 # The fuzz run stays within this many requests, so the suite stays fast.
 FUZZ_REQUESTS = 300
+# Fixed, so a failing run replays the same requests.
 FUZZ_SEED = 8_2024
+# The HTTP statuses each error code may be sent with.
 ERROR_CODES = {
-    "invalid_request": {400, 405},
+    "invalid_request": {400, 405, 426},
     "validation_error": {400},
     "unauthenticated": {401},
     "forbidden": {403},
@@ -388,6 +390,52 @@ def test_command_bad_idempotency_key(target: Target) -> None:
         )
     assert reply.status_code == 400
     assert reply.json() == error("Invalid idempotency key", "invalid_request")
+
+
+def test_command_key_reused_different_command(target: Target) -> None:
+    with target.mother() as mother:
+        first = send(
+            mother,
+            "LabourUpdate",
+            "PostLabourUpdate",
+            key="reused-in-table",
+            labour_id=target.labour_id,
+            labour_update_type="PRIVATE_NOTE",
+            message="first",
+        )
+        expect_status(first, 204)
+        reply = send(
+            mother,
+            "Labour",
+            "BeginLabour",
+            key="reused-in-table",
+            labour_id=target.labour_id,
+        )
+    assert reply.status_code == 400
+    assert reply.json() == error(
+        "Idempotency key reused with a different command", "invalid_request"
+    )
+
+
+def test_query_cursor_invalid(target: Target) -> None:
+    cursor = {"id": "not-a-uuid", "updated_at": "2024-05-01T10:00:00Z"}
+    with target.mother() as mother:
+        reply = ask(
+            mother,
+            "Contraction",
+            "GetContractions",
+            labour_id=target.labour_id,
+            cursor=cursor,
+        )
+    assert reply.status_code == 400
+    assert reply.json() == error("Invalid cursor", "invalid_request")
+
+
+def test_connect_without_upgrade(target: Target) -> None:
+    with target.mother() as mother:
+        reply = mother.get(f"/api/v1/connect/{target.labour_id}")
+    assert reply.status_code == 426
+    assert reply.json() == error("Upgrade Required", "invalid_request")
 
 
 # Body size
@@ -815,11 +863,12 @@ def _fuzz_body(generator: random.Random, labour_id: str) -> bytes:
         if value is None and key != "cursor" and key != "start_time":
             payload[key] = new_id()
     field = generator.choice([*payload, "extra"])
-    action = generator.randrange(3)
+    action = generator.randrange(4)
     if action == 0:
         payload.pop(field, None)
-    else:
+    elif action in (1, 2):
         payload[field] = _random_json(generator)
+    # Otherwise the template stays valid, so the request reaches the labour.
     body: Any = tagged(group, name, **payload)
     if generator.random() < 0.2:
         body[generator.choice(["type", "payload"])] = _random_json(generator)

@@ -4,8 +4,9 @@ A key is scoped to the caller and the labour (to the caller alone for the plan
 route). Repeating it with the same command returns the recorded status and
 body with `Idempotency-Replayed: true` and appends nothing; repeating it with
 another command is a 400. Successes and the failures of authorization and of
-the command's preconditions are recorded; malformed requests, the invite rate
-limit and an unknown labour are not, so they can be retried with the key.
+the command's preconditions are recorded. Malformed requests, the invite rate
+limit and an unknown labour are not recorded, so they can be retried with the
+key.
 """
 
 import threading
@@ -38,7 +39,7 @@ REUSED_MESSAGE = "Idempotency key reused with a different command"
 # Invites allowed per labour in any 24 hours; the next one is rate limited.
 INVITE_LIMIT = 10
 CONCURRENT_REQUESTS = 20
-# The longest valid key; one more character makes it invalid.
+# The maximum key length; one more character makes a key invalid.
 MAX_KEY_LENGTH = 255
 
 

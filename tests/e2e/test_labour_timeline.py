@@ -63,10 +63,10 @@ SCHEDULE: list[tuple[str, int, int, int, bool]] = [
     ("transition", 5730, 100, 9, True),
 ]
 # The timeline starts this long before the test, so its last contraction ended
-# 80 s earlier. The 30 minute window then starts 30 s after the third active
-# contraction and the 60 minute window 510 s after the fourth early one; both
-# margins only grow while the test runs, and the next contraction stays inside
-# its window for the first 90 s of the test.
+# 80 s before the test. The 30 minute window then starts 30 s after the third
+# active contraction, and the 60 minute window 510 s after the fourth early one.
+# Both margins grow while the test runs. The contraction after each boundary
+# stays inside its window for the first 90 s of the test.
 TIMELINE_SPAN = timedelta(seconds=5910)
 # Index in SCHEDULE of the contraction whose end moves the labour up a phase.
 FIRST_ACTIVE_INDEX = 8
@@ -225,26 +225,33 @@ def _expected_phases(contractions: list[Timed]) -> list[str]:
     return phases
 
 
+def _mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else 0.0
+
+
 def _expected_statistics(
     contractions: list[Timed], range_: str, now: datetime
 ) -> dict[str, Any]:
     """Compute the statistics of the contractions in range at `now`."""
     window = RANGE_WINDOWS.get(range_)
-    kept = sorted(
+    in_range = sorted(
         (c for c in contractions if window is None or now - c.start <= window),
         key=lambda c: c.start,
     )
-    durations = [(c.end - c.start).total_seconds() for c in kept if c.end != c.start]
+    durations = [
+        (c.end - c.start).total_seconds() for c in in_range if c.end != c.start
+    ]
+    intensities = [float(c.intensity) for c in in_range]
     gaps = [
         (later.start - earlier.start).total_seconds()
-        for earlier, later in itertools.pairwise(kept)
+        for earlier, later in itertools.pairwise(in_range)
         if later.start > earlier.start
     ]
     return {
-        "contraction_count": len(kept),
-        "average_duration": statistics.fmean(durations) if durations else 0,
-        "average_intensity": statistics.fmean(c.intensity for c in kept) if kept else 0,
-        "average_frequency": statistics.fmean(gaps) if gaps else 0,
+        "contraction_count": len(in_range),
+        "average_duration": _mean(durations),
+        "average_intensity": _mean(intensities),
+        "average_frequency": _mean(gaps),
     }
 
 

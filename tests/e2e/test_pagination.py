@@ -2,8 +2,8 @@
 parameter of the list routes, over HTTP.
 
 Contractions are ordered by start time, newest first, then by id (as
-lower-case text) descending; labour updates by creation time, newest first,
-then by id descending. A cursor is URL-safe base64 without padding of
+lower-case text) descending. Labour updates are ordered by creation time,
+newest first, then by id descending. A cursor is URL-safe base64 without padding of
 `<datetime>|<id>` taken from the last item of a page, and the next request
 sends it back as `{"id": ..., "updated_at": ...}`.
 """
