@@ -21,6 +21,9 @@ from fernd.storage.shared_db import SharedDatabase
 
 logger = logging.getLogger(__name__)
 
+# Connections the kernel queues before fernd accepts them.
+LISTEN_BACKLOG = 1024
+
 # Every open WebSocket is pinged this often, in seconds.
 WEBSOCKET_PING_INTERVAL_SECONDS = 30.0
 
@@ -39,6 +42,9 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     # fernd answers oversized bodies itself with a JSON 413.
     config.h11_max_incomplete_size = 64 * 1024
     config.websocket_max_message_size = MAX_REQUEST_BODY_BYTES
+    # Hypercorn's default backlog of 100 drops connections when many sockets
+    # reconnect at once, for example after a restart.
+    config.backlog = LISTEN_BACKLOG
     # Hypercorn pings every socket but does not check for pongs. A live peer's
     # pong is a read at least every ping interval, so a connection with no
     # read for two intervals is dead and is dropped.
