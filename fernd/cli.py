@@ -1,16 +1,21 @@
 """The ``fernd`` command line: ``fernd serve`` and ``fernd token``."""
 
 import argparse
+import json
 import logging
 import os
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from fernd import __version__
 from fernd.auth.tokens import LocalTokenIssuer, SigningKeyError
 from fernd.config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from fernd.storage.shared_db import SharedDatabase
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +156,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_option(token)
     token.set_defaults(handler=_token)
+
+    admin = commands.add_parser(
+        "admin",
+        help="inspect a data directory: notification log, contact messages",
+        description="Read the shared database of a data directory; safe while"
+        " fernd serves it.",
+    )
+    admin_commands = admin.add_subparsers(
+        dest="admin_command", metavar="ADMIN", required=True
+    )
+    notifications = admin_commands.add_parser(
+        "notifications",
+        help="list the notification log, newest first, as JSON lines",
+        description="List the notification log, newest first, one JSON object"
+        " per line.",
+    )
+    notifications.add_argument("--labour-id", help="only this labour (a UUID)")
+    notifications.add_argument(
+        "--status",
+        choices=["REQUESTED", "RENDERED", "SENT", "FAILED", "SKIPPED"],
+        help="only notifications in this status",
+    )
+    notifications.add_argument(
+        "--channel", choices=["EMAIL", "SMS", "WHATSAPP"], help="only this channel"
+    )
+    contact = admin_commands.add_parser(
+        "contact-messages",
+        help="list contact-us messages, newest first, as JSON lines",
+        description="List contact-us messages, newest first, one JSON object per line.",
+    )
+    for subparser in (notifications, contact):
+        subparser.add_argument(
+            "--data-dir",
+            metavar="DIR",
+            help="data directory (default: the data_dir setting)",
+        )
+        subparser.add_argument(
+            "--limit",
+            type=_positive_seconds,
+            default=100,
+            help="at most this many rows (default: 100)",
+        )
+        _add_config_option(subparser)
+    notifications.set_defaults(handler=_admin_notifications)
+    contact.set_defaults(handler=_admin_contact_messages)
     return parser
 
 
@@ -190,6 +240,52 @@ def _token(args: argparse.Namespace) -> int:
         ttl_seconds=ttl,
     )
     print(token)
+    return 0
+
+
+def _open_shared(args: argparse.Namespace) -> "SharedDatabase":
+    from fernd.storage.shared_db import SharedDatabase
+
+    settings = load_settings(args.config, os.environ, {"data_dir": args.data_dir})
+    path = Path(settings.data_dir)
+    if not (path / "fernd.db").exists():
+        raise ConfigError(f"No fernd data directory at {path} (fernd.db is missing)")
+    return SharedDatabase.open(path, settings.sqlite_synchronous)
+
+
+def _print_rows(rows: list[dict[str, object]]) -> None:
+    for row in rows:
+        print(json.dumps(row, ensure_ascii=False))
+
+
+def _admin_notifications(args: argparse.Namespace) -> int:
+    labour_id = None
+    if args.labour_id is not None:
+        try:
+            labour_id = uuid.UUID(args.labour_id)
+        except ValueError:
+            raise ConfigError(f"--labour-id {args.labour_id!r} is not a UUID") from None
+    shared = _open_shared(args)
+    try:
+        _print_rows(
+            shared.notifications(
+                labour_id=labour_id,
+                status=args.status,
+                channel=args.channel,
+                limit=args.limit,
+            )
+        )
+    finally:
+        shared.close()
+    return 0
+
+
+def _admin_contact_messages(args: argparse.Namespace) -> int:
+    shared = _open_shared(args)
+    try:
+        _print_rows(shared.contact_messages(args.limit))
+    finally:
+        shared.close()
     return 0
 
 

@@ -4,6 +4,7 @@ HTTP with hypercorn on Trio, and shut down cleanly on SIGINT or SIGTERM."""
 import logging
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -11,9 +12,14 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from fernd.api.app import Api, create_app
+from fernd.api.contact import ContactMessage
 from fernd.auth.tokens import LocalTokenIssuer, TokenVerifier
 from fernd.config import Settings
 from fernd.domain.constants import MAX_REQUEST_BODY_BYTES
+from fernd.notifications.channels import AppriseChannels
+from fernd.notifications.render import Renderer
+from fernd.notifications.service import NotificationService
+from fernd.notifications.settings import load_notification_settings
 from fernd.runtime.metrics import Metrics, log_metrics
 from fernd.runtime.registry import LabourRegistry
 from fernd.runtime.sockets import CLOSE_GOING_AWAY, SocketHub
@@ -53,6 +59,36 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     return config
 
 
+def _notification_service(
+    settings: Settings, shared: SharedDatabase
+) -> NotificationService:
+    """Build the notification service from `[notifications]`; raise
+    ConfigError for an invalid table."""
+    notification_settings = load_notification_settings(settings.notifications)
+    channels = AppriseChannels(notification_settings)
+    return NotificationService(Renderer(settings.public_url), channels, shared)
+
+
+def _contact_forwarder(
+    nursery: trio.Nursery, notifications: NotificationService, shared: SharedDatabase
+) -> Callable[[str, ContactMessage], None]:
+    """Return a function that forwards a contact message to the operator's
+    Apprise URLs in the background."""
+
+    async def forward(message_id: str, message: ContactMessage) -> None:
+        title = f"fernd contact: {message.category}"
+        body = f"From {message.name} <{message.email}>\n\n{message.message}"
+        if await notifications.send_to_operator(title, body):
+            shared.mark_contact_forwarded(message_id)
+        else:
+            logger.warning("Contact message %s was not forwarded", message_id)
+
+    def start(message_id: str, message: ContactMessage) -> None:
+        nursery.start_soon(forward, message_id, message)
+
+    return start
+
+
 async def _wait_for_signal(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -85,7 +121,10 @@ async def serve_async(
     try:
         async with trio.open_nursery() as nursery:
             hub = SocketHub()
-            registry = LabourRegistry(settings, shared, publishers=[hub])
+            notifications = _notification_service(settings, shared)
+            registry = LabourRegistry(
+                settings, shared, publishers=[hub], notification_sender=notifications
+            )
             await nursery.start(registry.run)
             await registry.resume_pending_work()
             metrics = Metrics(registry, hub, shared)
@@ -93,6 +132,7 @@ async def serve_async(
 
             api = Api(settings, registry, shared, verifier)
             api.metrics_source = metrics
+            api.forward_contact = _contact_forwarder(nursery, notifications, shared)
             app = create_app(api, hub)
             config = hypercorn_config(settings)
             shutdown = trio.Event()

@@ -1,6 +1,7 @@
 """The quart-trio application: routes 1 to 8 of the HTTP API, CORS,
 authentication and the error model."""
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -14,6 +15,13 @@ from quart_trio import QuartTrio
 from uuid6 import uuid7
 from werkzeug.exceptions import HTTPException
 
+from fernd.api.contact import (
+    CONTACT_LIMIT,
+    CONTACT_WINDOW_SECONDS,
+    ContactMessage,
+    RateLimiter,
+    validate_contact,
+)
 from fernd.api.errors import (
     NOT_AUTHENTICATED,
     VERIFICATION_FAILED,
@@ -73,6 +81,7 @@ class TimestampReply(msgspec.Struct):
 
 
 _plan_decoder = msgspec.json.Decoder(PlanBody)
+_contact_decoder = msgspec.json.Decoder(ContactMessage)
 
 
 def _json(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
@@ -132,6 +141,9 @@ class Api:
         self.allowed_origins = frozenset(settings.allowed_origins)
         self._plan_locks: dict[tuple[str, str], trio.Lock] = {}
         self.metrics_source: Metrics | None = None
+        self.contact_limiter = RateLimiter(CONTACT_LIMIT, CONTACT_WINDOW_SECONDS)
+        # Called with each stored contact message to forward it to the operator.
+        self.forward_contact: Callable[[str, ContactMessage], None] | None = None
 
     def authenticate(self) -> VerifiedToken:
         header = request.headers.get("Authorization")
@@ -320,7 +332,7 @@ class Api:
         labours = self.shared.labour_statuses([row.labour_id for row in rows])
         return _json(200, _encoder.encode(labours))
 
-    async def metrics(self) -> Response:
+    def require_admin(self) -> VerifiedToken:
         verified = self.authenticate()
         if not verified.is_admin:
             raise ApiError(
@@ -328,6 +340,53 @@ class Api:
                 "forbidden",
                 "Authorization failed: Missing required capability: Administer",
             )
+        return verified
+
+    async def contact_us(self) -> Response:
+        now = datetime.now(UTC)
+        user_id = None
+        if request.headers.get("Authorization") is not None:
+            user_id = self.authenticate().user.user_id
+        body = await self.body()
+        try:
+            message = _contact_decoder.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            raise invalid_request() from None
+        validate_contact(message)
+        self.contact_limiter.check(request.remote_addr or "unknown")
+        message_id = str(uuid7())
+        self.shared.save_contact_message(
+            message_id,
+            name=message.name,
+            email=message.email,
+            category=message.category,
+            message=message.message,
+            user_id=user_id,
+            now=now,
+        )
+        logger.info("Contact message %s received (%s)", message_id, message.category)
+        if self.forward_contact is not None:
+            self.forward_contact(message_id, message)
+        return _json(200, _encoder.encode({"id": message_id}))
+
+    async def admin_notifications(self) -> Response:
+        self.require_admin()
+        labour_id = request.args.get("labour_id")
+        rows = self.shared.notifications(
+            labour_id=parse_labour_id(labour_id) if labour_id else None,
+            status=request.args.get("status"),
+            channel=request.args.get("channel"),
+            limit=parse_limit_text(request.args.get("limit")),
+        )
+        return _json(200, _encoder.encode(rows))
+
+    async def admin_contact_messages(self) -> Response:
+        self.require_admin()
+        rows = self.shared.contact_messages(parse_limit_text(request.args.get("limit")))
+        return _json(200, _encoder.encode(rows))
+
+    async def metrics(self) -> Response:
+        self.require_admin()
         if self.metrics_source is None:
             raise ApiError(404, "not_found", "Not Found")
         return _json(200, _encoder.encode(self.metrics_source.snapshot()))
@@ -372,6 +431,9 @@ def create_app(api: Api, hub: SocketHub) -> QuartTrio:
         ("/api/v1/query", "POST", api.query),
         ("/api/v1/timestamp/<labour_id>", "GET", api.timestamp),
         ("/api/v1/admin/metrics", "GET", api.metrics),
+        ("/api/v1/admin/notifications", "GET", api.admin_notifications),
+        ("/api/v1/admin/contact-messages", "GET", api.admin_contact_messages),
+        ("/api/v1/contact-us", "POST", api.contact_us),
     ]
     for rule, method, view in routes:
         app.add_url_rule(rule, view.__name__, view, methods=[method, "OPTIONS"])
@@ -420,11 +482,14 @@ def create_app(api: Api, hub: SocketHub) -> QuartTrio:
 
     @app.errorhandler(ApiError)
     async def api_error(error: ApiError) -> Response:
+        await _discard_body()
         return _json(error.status, error_body(error.code, error.message), error.headers)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
         status = error.code or 500
+        if status != 413:
+            await _discard_body()
         if status == 404:
             return _json(404, error_body("not_found", "Not Found"))
         if status == 405:
@@ -449,6 +514,18 @@ def create_app(api: Api, hub: SocketHub) -> QuartTrio:
         return _json(500, error_body("internal_error", "Internal server error"))
 
     return app
+
+
+async def _discard_body() -> None:
+    """Read the rest of a refused request's body, at most 64 KiB, so the
+    connection is ready for the client's next request when the reply goes
+    out. Answering before the body arrived left the next request on a
+    keep-alive connection waiting now and then."""
+    length = request.content_length
+    if length is not None and length > MAX_REQUEST_BODY_BYTES:
+        return
+    with contextlib.suppress(Exception):
+        await request.get_data(cache=False)
 
 
 def _labour_id_hint() -> str:

@@ -44,13 +44,29 @@ PROCESS_MANAGER = Caller(user_id=PROCESS_MANAGER_USER_ID, issuer=INTERNAL_ISSUER
 
 
 class NotificationSender(Protocol):
-    """Delivers one notification effect; raises on any failure."""
+    """Delivers one notification effect.
 
-    async def send(self, actor: "LabourActor", effect: SendNotification) -> None: ...
+    Raises EffectFailed when it did not succeed and EffectSkipped when it will
+    never be delivered.
+    """
+
+    async def send(
+        self, actor: "LabourActor", effect: SendNotification, effect_id: str
+    ) -> None: ...
 
 
 class EffectFailed(Exception):
-    """An effect ran and did not succeed."""
+    """An effect ran and did not succeed; with `retryable` false it is marked
+    FAILED at once, because a retry cannot succeed."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class EffectSkipped(Exception):
+    """An effect that will never run, such as a notification on a channel that
+    is not configured; it is marked SKIPPED, never as delivered."""
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -78,7 +94,13 @@ class EffectExecutor:
             try:
                 with trio.fail_after(EFFECT_TIMEOUT_SECONDS):
                     await self._execute(row)
-            except (EffectFailed, EffectPayloadError, trio.TooSlowError) as error:
+            except EffectSkipped as skipped:
+                database.mark_effect_skipped(row.effect_id, str(skipped))
+                continue
+            except EffectFailed as error:
+                self._record_failure(row, attempts, _describe(error), error.retryable)
+                continue
+            except (EffectPayloadError, trio.TooSlowError) as error:
                 self._record_failure(row, attempts, _describe(error))
                 continue
             except Exception as error:
@@ -92,12 +114,15 @@ class EffectExecutor:
             database.mark_effect_completed(row.effect_id)
         return bool(due)
 
-    def _record_failure(self, row: EffectRow, attempts: int, error: str) -> None:
+    def _record_failure(
+        self, row: EffectRow, attempts: int, error: str, retryable: bool = True
+    ) -> None:
         labour_id = self._actor.labour_id
-        if attempts >= MAX_RETRY_ATTEMPTS:
+        if attempts >= MAX_RETRY_ATTEMPTS or not retryable:
             self._actor.database.mark_effect_failed(row.effect_id, error, None)
             logger.error(
-                "Effect %s (%s) of labour %s failed %d times and is marked FAILED: %s",
+                "Effect %s (%s) of labour %s failed on attempt %d and is marked"
+                " FAILED: %s",
                 row.effect_id,
                 row.effect_type,
                 labour_id,
@@ -129,7 +154,7 @@ class EffectExecutor:
                 await self._issue(payload.command, payload.idempotency_key)
             case SendNotification():
                 assert self._sender is not None
-                await self._sender.send(self._actor, payload)
+                await self._sender.send(self._actor, payload, row.effect_id)
 
     async def _issue(self, command: cmd.Command, key: str) -> None:
         """Run an internal command through the pipeline as the process manager,

@@ -466,6 +466,15 @@ class LabourDatabase:
                 (effect_id,),
             )
 
+    def mark_effect_skipped(self, effect_id: str, reason: str) -> None:
+        """Mark an effect SKIPPED: it will never run, and was never delivered."""
+        with self.connection:
+            self.connection.execute(
+                "UPDATE pending_effects SET status = 'SKIPPED', last_error = ?,"
+                " next_attempt_at = NULL WHERE effect_id = ?",
+                (reason, effect_id),
+            )
+
     def mark_effect_failed(
         self, effect_id: str, error: str, next_attempt_at: datetime | None
     ) -> None:
@@ -493,5 +502,14 @@ class LabourDatabase:
             " last_error, created_at FROM pending_effects ORDER BY created_at,"
             " effect_id"
         )
+        return _rows_as_dicts(cursor)
+
+
+def _rows_as_dicts(cursor: apsw.Cursor) -> list[dict[str, Any]]:
+    """Return the cursor's rows as dicts keyed by column name; an empty result
+    gives an empty list (apsw has no description once a query is done)."""
+    try:
         names = [column[0] for column in cursor.getdescription()]
-        return [dict(zip(names, row, strict=True)) for row in cursor]
+    except apsw.ExecutionCompleteError:
+        return []
+    return [dict(zip(names, row, strict=True)) for row in cursor]

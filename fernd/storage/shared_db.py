@@ -9,6 +9,7 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import apsw
@@ -81,6 +82,33 @@ _MIGRATIONS = [
     );
     CREATE INDEX labour_directory_pending ON labour_directory (pending_since)
         WHERE pending_since IS NOT NULL;
+    """,
+    """
+    CREATE TABLE notification_log (
+        idempotency_key TEXT PRIMARY KEY,
+        labour_id TEXT NOT NULL,
+        effect_id TEXT NOT NULL,
+        recipient_id TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        template TEXT,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX notification_log_by_labour ON notification_log (labour_id, created_at);
+    CREATE INDEX notification_log_by_status ON notification_log (status, created_at);
+    CREATE TABLE contact_messages (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        email TEXT NOT NULL,
+        category TEXT NOT NULL,
+        message TEXT NOT NULL,
+        user_id TEXT,
+        forwarded INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
     """,
 ]
 
@@ -459,6 +487,118 @@ class SharedDatabase:
                 ),
             )
 
+    # Notification log: one row per notification, updated at every attempt
+
+    def log_notification(
+        self,
+        idempotency_key: str,
+        *,
+        labour_id: UUID,
+        effect_id: str,
+        recipient_id: str,
+        channel: str,
+        status: str,
+        now: datetime,
+        template: str | None = None,
+        error: str | None = None,
+        new_attempt: bool = False,
+    ) -> None:
+        """Insert or update the log row of one notification. `recipient_id`
+        is a user id or an opaque reference, never a contact detail."""
+        with self.connection:
+            self.connection.execute(
+                "INSERT INTO notification_log (idempotency_key, labour_id, effect_id,"
+                " recipient_id, channel, template, status, attempts, last_error,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (idempotency_key) DO UPDATE SET status = excluded.status,"
+                " template = coalesce(excluded.template, template),"
+                " attempts = attempts + ?, last_error = excluded.last_error,"
+                " updated_at = excluded.updated_at",
+                (
+                    idempotency_key,
+                    str(labour_id),
+                    effect_id,
+                    recipient_id,
+                    channel,
+                    template,
+                    status,
+                    1 if new_attempt else 0,
+                    error,
+                    sortable_datetime(now),
+                    sortable_datetime(now),
+                    1 if new_attempt else 0,
+                ),
+            )
+
+    def notifications(
+        self,
+        *,
+        labour_id: UUID | None = None,
+        status: str | None = None,
+        channel: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, object]]:
+        """Return log rows, newest first, filtered by whichever is given."""
+        conditions, bindings = [], []
+        for column, value in (
+            ("labour_id", labour_id),
+            ("status", status),
+            ("channel", channel),
+        ):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                bindings.append(str(value))
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        cursor = self.connection.execute(
+            "SELECT idempotency_key, labour_id, effect_id, recipient_id, channel,"
+            " template, status, attempts, last_error, created_at, updated_at"
+            f" FROM notification_log{where} ORDER BY created_at DESC LIMIT ?",
+            (*bindings, limit),
+        )
+        return _rows_as_dicts(cursor)
+
+    # Contact messages
+
+    def save_contact_message(
+        self,
+        message_id: str,
+        *,
+        name: str,
+        email: str,
+        category: str,
+        message: str,
+        user_id: str | None,
+        now: datetime,
+    ) -> None:
+        with self.connection:
+            self.connection.execute(
+                "INSERT INTO contact_messages (id, name, email, category, message,"
+                " user_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    message_id,
+                    name,
+                    email,
+                    category,
+                    message,
+                    user_id,
+                    sortable_datetime(now),
+                ),
+            )
+
+    def mark_contact_forwarded(self, message_id: str) -> None:
+        with self.connection:
+            self.connection.execute(
+                "UPDATE contact_messages SET forwarded = 1 WHERE id = ?", (message_id,)
+            )
+
+    def contact_messages(self, limit: int = 100) -> list[dict[str, object]]:
+        cursor = self.connection.execute(
+            "SELECT id, name, email, category, message, user_id, forwarded, created_at"
+            " FROM contact_messages ORDER BY created_at DESC LIMIT ?",
+            (limit,),
+        )
+        return _rows_as_dicts(cursor)
+
     # Labour directory: which labours have work left after a restart
 
     def mark_pending(self, labour_id: UUID, now: datetime) -> None:
@@ -509,3 +649,13 @@ def _labour_status_model(row: tuple) -> LabourStatusReadModel:  # type: ignore[t
         created_at=datetime.fromisoformat(row[5]),
         updated_at=datetime.fromisoformat(row[6]),
     )
+
+
+def _rows_as_dicts(cursor: apsw.Cursor) -> list[dict[str, Any]]:
+    """Return the cursor's rows as dicts keyed by column name; an empty result
+    gives an empty list (apsw has no description once a query is done)."""
+    try:
+        names = [column[0] for column in cursor.getdescription()]
+    except apsw.ExecutionCompleteError:
+        return []
+    return [dict(zip(names, row, strict=True)) for row in cursor]

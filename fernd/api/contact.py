@@ -1,0 +1,82 @@
+"""`POST /api/v1/contact-us`: messages from users to the operator.
+
+No login is needed, so each client address may send at most
+CONTACT_LIMIT messages per CONTACT_WINDOW_SECONDS; the counts live in memory
+and start again when fernd restarts.
+"""
+
+import math
+import time
+from collections import deque
+
+import msgspec
+
+from fernd.api.errors import ApiError
+from fernd.domain.constants import COMPLETION_NOTES_MAX_LENGTH, LABOUR_NAME_MAX_LENGTH
+from fernd.domain.validation import is_valid_email
+
+CONTACT_LIMIT = 5
+CONTACT_WINDOW_SECONDS = 3600.0
+CONTACT_MESSAGE_MAX_LENGTH = COMPLETION_NOTES_MAX_LENGTH
+CONTACT_NAME_MAX_LENGTH = LABOUR_NAME_MAX_LENGTH
+CONTACT_CATEGORIES = frozenset({"question", "feedback", "bug", "account", "other"})
+# Addresses tracked at once; the oldest are forgotten beyond this.
+_MAX_TRACKED_ADDRESSES = 10000
+
+
+class ContactMessage(msgspec.Struct, kw_only=True):
+    name: str
+    email: str
+    category: str
+    message: str
+
+
+def _invalid(detail: str) -> ApiError:
+    return ApiError(400, "validation_error", f"Validation error: {detail}")
+
+
+def validate_contact(message: ContactMessage) -> None:
+    """Raise ApiError(400, validation_error) for the first field at fault."""
+    if not message.name.strip() or len(message.name) > CONTACT_NAME_MAX_LENGTH:
+        raise _invalid(f"Name must be 1 to {CONTACT_NAME_MAX_LENGTH} characters")
+    if not is_valid_email(message.email):
+        raise _invalid("Invalid email address")
+    if message.category not in CONTACT_CATEGORIES:
+        raise _invalid(
+            "Category must be one of " + ", ".join(sorted(CONTACT_CATEGORIES))
+        )
+    if not message.message.strip():
+        raise _invalid("Message cannot be empty")
+    if len(message.message) > CONTACT_MESSAGE_MAX_LENGTH:
+        raise _invalid(
+            f"Message must be at most {CONTACT_MESSAGE_MAX_LENGTH} characters"
+        )
+
+
+class RateLimiter:
+    """At most `limit` events per key in any rolling `window` seconds."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self._limit = limit
+        self._window = window
+        self._events: dict[str, deque[float]] = {}
+
+    def check(self, key: str, now: float | None = None) -> None:
+        """Record one event for `key`; raise ApiError(429) with Retry-After
+        when the limit is reached."""
+        now = time.monotonic() if now is None else now
+        events = self._events.setdefault(key, deque())
+        while events and events[0] <= now - self._window:
+            events.popleft()
+        if len(events) >= self._limit:
+            retry_after = max(1, math.ceil(events[0] + self._window - now))
+            raise ApiError(
+                429,
+                "rate_limited",
+                "Rate limit exceeded: Too many messages, try again later",
+                {"Retry-After": str(retry_after)},
+            )
+        events.append(now)
+        if len(self._events) > _MAX_TRACKED_ADDRESSES:
+            oldest = next(iter(self._events))
+            del self._events[oldest]

@@ -1,0 +1,1 @@
+"""Notifications: rendering of notification effects from templates, and delivery."""
