@@ -148,9 +148,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     token_leeway: NonNegativeWholeSeconds = 30
     # Records starts, stops and errors without debugging detail.
     log_level: LogLevel = "INFO"
-    # NOTE: the [auth] and [notifications] tables are accepted and kept as
-    # written, but this version of fernd does not read them yet.
+    # NOTE: the [auth] table is accepted and kept as written, but this
+    # version of fernd does not read it yet.
     auth: Table = {}
+    # Validated by fernd.notifications.settings when the server starts.
     notifications: Table = {}
 
     @property
