@@ -119,9 +119,11 @@ async def serve_async(
         admin_user_ids=frozenset(settings.admin_user_ids),
     )
     try:
+        # Built before any task starts, so an invalid [notifications] table is
+        # reported as a configuration error, not from inside a nursery.
+        notifications = _notification_service(settings, shared)
         async with trio.open_nursery() as nursery:
             hub = SocketHub()
-            notifications = _notification_service(settings, shared)
             registry = LabourRegistry(
                 settings, shared, publishers=[hub], notification_sender=notifications
             )
