@@ -33,8 +33,12 @@ LISTEN_BACKLOG = 1024
 # Every open WebSocket is pinged this often, in seconds.
 WEBSOCKET_PING_INTERVAL_SECONDS = 30.0
 
-# In-flight requests get this long to finish once shutdown starts, in seconds.
-GRACEFUL_TIMEOUT_SECONDS = 10.0
+# In-flight HTTP requests get this long to finish once shutdown starts, in
+# seconds; fernd's requests take milliseconds. Hypercorn also waits this long
+# at most for its WebSocket ping tasks, which sleep a whole ping interval.
+GRACEFUL_TIMEOUT_SECONDS = 3.0
+# Queued commands and catch-up cycles get this long after HTTP has stopped.
+DRAIN_TIMEOUT_SECONDS = 10.0
 
 
 def hypercorn_config(settings: Settings) -> HypercornConfig:
@@ -148,7 +152,7 @@ async def serve_async(
                 shutdown.set()
             # In-flight batches commit and reply, and catch-up cycles finish up
             # to the deadline; then every actor closes with a snapshot.
-            await registry.drain(GRACEFUL_TIMEOUT_SECONDS)
+            await registry.drain(DRAIN_TIMEOUT_SECONDS)
             nursery.cancel_scope.cancel()
     finally:
         shared.close()

@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 TOKEN_SUBPROTOCOL_PREFIX = "base64url.bearer.authorization.fernlabour.com."
 # The close code for a failure inside fernd, as RFC 6455 defines it.
 CLOSE_INTERNAL_ERROR = 1011
+# How long closing may wait for last replies and for the close handshake.
+CLOSE_TIMEOUT_SECONDS = 1.0
 # Commands one socket may have waiting for their replies at once.
 MAX_IN_FLIGHT_COMMANDS = 512
 
@@ -140,6 +142,11 @@ class SocketSession:
                 nursery.start_soon(self._expire)
                 await self._receive_loop(nursery)
                 nursery.cancel_scope.cancel()
+            # The close frame goes out only once no task sends any more.
+            closing = self.socket.closing
+            if closing is not None:
+                with trio.move_on_after(CLOSE_TIMEOUT_SECONDS):
+                    await websocket.close(closing.code, closing.reason)
         except Exception:
             logger.exception(
                 "WebSocket of labour %s failed; closing it with 1011",
@@ -153,18 +160,27 @@ class SocketSession:
     async def _send_loop(self, scope: trio.CancelScope) -> None:
         async for item in self.socket.outgoing:
             if isinstance(item, CloseRequest):
-                await websocket.close(item.code, item.reason)
+                await self._send_last_replies()
                 scope.cancel()
                 return
-            self.socket.sent()
-            # Text frames: browser clients parse `event.data` as a JSON string.
-            await websocket.send(item.decode())
+            await self._send(item)
+
+    async def _send(self, item: bytes) -> None:
+        self.socket.sent()
+        # Text frames: browser clients parse `event.data` as a JSON string.
+        await websocket.send(item.decode())
+
+    async def _send_last_replies(self) -> None:
+        """Send the replies of commands still in flight when a close was
+        requested, such as the Unsubscribe that ended this reader's access."""
+        with trio.move_on_after(CLOSE_TIMEOUT_SECONDS):
+            while self.socket.replies_pending > 0 or self.socket.queued > 0:
+                item = await self.socket.outgoing.receive()
+                if not isinstance(item, CloseRequest):
+                    await self._send(item)
 
     async def _watch_close(self, scope: trio.CancelScope) -> None:
         await self.socket.close_now.wait()
-        closing = self.socket.closing
-        assert closing is not None
-        await websocket.close(closing.code, closing.reason)
         scope.cancel()
 
     async def _expire(self) -> None:
@@ -266,6 +282,7 @@ class SocketSession:
         if actor is None:
             self._limiter.release_on_behalf_of(request)
             raise ApiError(404, "not_found", "Labour not found")
+        self.socket.replies_pending += 1
         await actor.enqueue(request)
         nursery.start_soon(
             self._reply_when_done, request, actor, message.correlation_id
@@ -279,8 +296,9 @@ class SocketSession:
         finally:
             self.api.registry.release(actor)
             self._limiter.release_on_behalf_of(request)
+            self.socket.replies_pending -= 1
         assert request.outcome is not None
-        self.socket.offer(_reply_of(correlation_id, request.outcome))
+        self.socket.offer(_reply_of(correlation_id, request.outcome), reply=True)
 
 
 def _read_correlation(raw: bytes) -> str | None:

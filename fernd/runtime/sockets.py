@@ -89,6 +89,8 @@ class Socket:
             bytes | CloseRequest
         ](math.inf)
         self.queued = 0
+        # Commands from this socket whose replies are not yet queued.
+        self.replies_pending = 0
         self.closing: CloseRequest | None = None
         self.close_now = trio.Event()
         self._space = trio.Event()
@@ -104,10 +106,11 @@ class Socket:
             return self.is_mother or audience[len(SUBSCRIBER_PREFIX) :] == self.user_id
         return False
 
-    def offer(self, message: bytes) -> bool:
+    def offer(self, message: bytes, *, reply: bool = False) -> bool:
         """Queue `message` without blocking; close with 1013 when the queue is
-        full. Return False when the socket is closing."""
-        if self.closing is not None:
+        full. Return False when the socket is closing, except that a `reply`
+        is still queued while a close waits behind the queue."""
+        if self.closing is not None and (not reply or self.close_now.is_set()):
             return False
         if self.queued >= OUTGOING_QUEUE_LIMIT:
             self.close_immediately(CLOSE_TRY_AGAIN_LATER, "Outgoing queue full")
