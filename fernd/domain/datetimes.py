@@ -1,5 +1,6 @@
 """Datetime rules of the wire format: RFC 3339 with an offset in, UTC out."""
 
+import functools
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -33,22 +34,14 @@ def format_datetime(value: datetime) -> str:
     return naive.isoformat(timespec="seconds") + "Z"
 
 
-_last_sortable: tuple[datetime, str] | None = None
-
-
+# Several projectors stamp each event of a batch, so recent timestamps repeat;
+# 4096 entries cover many batches at the default batch limit of 256.
+@functools.lru_cache(maxsize=4096)
 def sortable_datetime(value: datetime) -> str:
     """Write `value` in UTC with exactly six fractional digits, so that text
     order equals time order."""
-    global _last_sortable
-    # Every event and row of one batch carries the same `now`, so the last
-    # result is usually the answer.
-    last = _last_sortable
-    if last is not None and last[0] is value:
-        return last[1]
     utc = to_utc(value).replace(tzinfo=None)
-    text = utc.isoformat(timespec="microseconds") + "Z"
-    _last_sortable = (value, text)
-    return text
+    return utc.isoformat(timespec="microseconds") + "Z"
 
 
 def parse_datetime(text: str) -> datetime:
