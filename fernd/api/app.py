@@ -80,6 +80,8 @@ class TimestampReply(msgspec.Struct):
     server_timestamp: datetime
 
 
+_LOG_STATUSES = frozenset({"REQUESTED", "RENDERED", "SENT", "FAILED", "SKIPPED"})
+_CHANNELS = frozenset({"EMAIL", "SMS", "WHATSAPP"})
 _plan_decoder = msgspec.json.Decoder(PlanBody)
 _contact_decoder = msgspec.json.Decoder(ContactMessage)
 
@@ -372,6 +374,12 @@ class Api:
     async def admin_notifications(self) -> Response:
         self.require_admin()
         labour_id = request.args.get("labour_id")
+        for name, allowed in (("status", _LOG_STATUSES), ("channel", _CHANNELS)):
+            value = request.args.get(name)
+            if value is not None and value not in allowed:
+                raise invalid_request(
+                    f"{name} must be one of {', '.join(sorted(allowed))}"
+                )
         rows = self.shared.notifications(
             labour_id=parse_labour_id(labour_id) if labour_id else None,
             status=request.args.get("status"),

@@ -31,6 +31,17 @@ def recipient_reference(payload: SendNotification) -> str:
     return context.recipient_user_id
 
 
+def log_key(payload: SendNotification) -> str:
+    """Return the idempotency key with an invite's address replaced by its
+    opaque reference; the ledger keeps the full key, the log never does."""
+    context = payload.context
+    if isinstance(context, EmailContext):
+        return payload.idempotency_key.replace(
+            context.email, recipient_reference(payload)
+        )
+    return payload.idempotency_key
+
+
 class NotificationService:
     """Implements the runtime's NotificationSender."""
 
@@ -117,7 +128,7 @@ class NotificationService:
             new_attempt: bool = False,
         ) -> None:
             self._shared.log_notification(
-                payload.idempotency_key,
+                log_key(payload),
                 labour_id=actor.labour_id,
                 effect_id=effect_id,
                 recipient_id=recipient,
