@@ -1,6 +1,7 @@
 """The ``fernd`` command line: ``fernd serve`` and ``fernd token``."""
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -18,6 +19,10 @@ if TYPE_CHECKING:
     from fernd.storage.shared_db import SharedDatabase
 
 logger = logging.getLogger(__name__)
+
+# Modules whose `register(commands, admin_commands)` adds operator commands;
+# a module named here that does not exist yet is skipped.
+_OPERATOR_COMMAND_MODULES: tuple[str, ...] = ()
 
 # Exit status for invalid usage or configuration, as argparse uses.
 EXIT_USAGE: Final = 2
@@ -201,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_option(subparser)
     notifications.set_defaults(handler=_admin_notifications)
     contact.set_defaults(handler=_admin_contact_messages)
+
+    # Operator commands live in their own modules; each adds its subcommands
+    # through `register(commands, admin_commands)`.
+    for module_name in _OPERATOR_COMMAND_MODULES:
+        module = importlib.import_module(module_name)
+        module.register(commands, admin_commands)
     return parser
 
 

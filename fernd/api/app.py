@@ -2,6 +2,7 @@
 authentication and the error model."""
 
 import contextlib
+import importlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -80,6 +81,8 @@ class TimestampReply(msgspec.Struct):
     server_timestamp: datetime
 
 
+# Modules whose `register(app, api)` adds routes to the app.
+_ROUTE_MODULES: tuple[str, ...] = ()
 _LOG_STATUSES = frozenset({"REQUESTED", "RENDERED", "SENT", "FAILED", "SKIPPED"})
 _CHANNELS = frozenset({"EMAIL", "SMS", "WHATSAPP"})
 _plan_decoder = msgspec.json.Decoder(PlanBody)
@@ -445,6 +448,9 @@ def create_app(api: Api, hub: SocketHub) -> QuartTrio:
     ]
     for rule, method, view in routes:
         app.add_url_rule(rule, view.__name__, view, methods=[method, "OPTIONS"])
+    # Further routes live in their own modules, each with `register(app, api)`.
+    for module_name in _ROUTE_MODULES:
+        importlib.import_module(module_name).register(app, api)
 
     async def connect_socket(labour_id: str) -> Response | None:
         return await connect(api, hub, labour_id)
