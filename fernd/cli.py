@@ -20,8 +20,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Modules whose `register(commands, admin_commands)` adds operator commands;
-# a module named here that does not exist yet is skipped.
+# Modules whose `register(commands, admin_commands)` adds operator commands.
 _OPERATOR_COMMAND_MODULES: tuple[str, ...] = ()
 
 # Exit status for invalid usage or configuration, as argparse uses.
