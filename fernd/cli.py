@@ -7,13 +7,14 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from fernd import __version__
 from fernd.auth.tokens import LocalTokenIssuer, SigningKeyError
 from fernd.config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
+from fernd.storage.sqlite import StorageError
 
 if TYPE_CHECKING:
     from fernd.storage.shared_db import SharedDatabase
@@ -21,7 +22,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # Modules whose `register(commands, admin_commands)` adds operator commands.
-_OPERATOR_COMMAND_MODULES: tuple[str, ...] = ()
+_OPERATOR_COMMAND_MODULES: tuple[str, ...] = (
+    "fernd.ops.backup_cli",
+    "fernd.ops.data_cli",
+)
 
 # Exit status for invalid usage or configuration, as argparse uses.
 EXIT_USAGE: Final = 2
@@ -29,6 +33,8 @@ EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
 
 LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Name of the stderr handler that configure_logging installs on the root logger.
+_LOG_HANDLER_NAME: Final = "fernd-stderr"
 
 _DEFAULTS: Final = Settings()
 
@@ -163,9 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     admin = commands.add_parser(
         "admin",
-        help="inspect a data directory: notification log, contact messages",
-        description="Read the shared database of a data directory; safe while"
-        " fernd serves it.",
+        help="operate on a data directory: notification log, contact messages, erasure",
+        description="Operator commands on a data directory. The listing commands"
+        " only read and are safe while fernd serves it; purge-labour writes and"
+        " refuses while a server holds the labour.",
     )
     admin_commands = admin.add_subparsers(
         dest="admin_command", metavar="ADMIN", required=True
@@ -214,10 +221,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(level: str) -> None:
-    """Send log records at ``level`` and above to stderr."""
-    logging.basicConfig(format=LOG_FORMAT, stream=sys.stderr)
-    logging.getLogger().setLevel(level)
+def configure_logging(
+    level: str,
+    log_format: str = "text",
+    log_levels: Mapping[str, str] | None = None,
+) -> None:
+    """Send log records at ``level`` and above to stderr.
+
+    ``log_format`` "text" writes ``LOG_FORMAT`` lines and "json" one JSON
+    object per line. ``log_levels`` maps logger names to their own level.
+    A second call replaces the handler of the first.
+    """
+    formatter: logging.Formatter
+    if log_format == "json":
+        # Imported here so that text logging never loads prometheus-client.
+        from fernd.observability import JsonFormatter
+
+        formatter = JsonFormatter()
+    else:
+        formatter = logging.Formatter(LOG_FORMAT)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    handler.set_name(_LOG_HANDLER_NAME)
+    root = logging.getLogger()
+    for previous in [h for h in root.handlers if h.name == _LOG_HANDLER_NAME]:
+        root.removeHandler(previous)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name, logger_level in (log_levels or {}).items():
+        logging.getLogger(name).setLevel(logger_level)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -226,7 +258,7 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ,
         {"bind": args.bind, "data_dir": args.data_dir},
     )
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, settings.log_levels)
     # Imported here so `fernd token` and `--help` never load the server stack.
     from fernd.server import serve
 
@@ -316,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         status: int = args.handler(args)
-    except (ConfigError, SigningKeyError, OSError) as error:
+    except (ConfigError, SigningKeyError, StorageError, OSError) as error:
         print(f"fernd: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

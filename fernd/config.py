@@ -115,6 +115,15 @@ LogLevel = Annotated[
     Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
     _describe('one of "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"'),
 ]
+LogFormat = Annotated[Literal["text", "json"], _describe('"text" or "json"')]
+LoggerLevels = Annotated[
+    dict[Annotated[str, msgspec.Meta(min_length=1)], LogLevel],
+    _describe(
+        'a table of logger name to level, e.g. [log_levels] "hypercorn.error" ='
+        ' "WARNING", each level one of "DEBUG", "INFO", "WARNING", "ERROR",'
+        ' "CRITICAL"'
+    ),
+]
 Table = Annotated[dict[str, Any], _describe("a TOML table")]
 
 
@@ -148,6 +157,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     token_leeway: NonNegativeWholeSeconds = 30
     # Records starts, stops and errors without debugging detail.
     log_level: LogLevel = "INFO"
+    # Plain lines for a terminal; "json" writes one object per line for a
+    # log collector.
+    log_format: LogFormat = "text"
+    # Levels of single loggers, overriding log_level for them; none by default.
+    log_levels: LoggerLevels = {}
     # NOTE: the [auth] table is accepted and kept as written, but this
     # version of fernd does not read it yet.
     auth: Table = {}
@@ -163,7 +177,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 _FIELDS: Final = {field.name: field for field in msgspec.structs.fields(Settings)}
 
 # Tables can only be written in the config file.
-_TABLE_SETTINGS: Final = frozenset({"auth", "notifications"})
+_TABLE_SETTINGS: Final = frozenset({"auth", "notifications", "log_levels"})
 
 _LIST_SETTINGS: Final = frozenset({"allowed_origins", "admin_user_ids"})
 

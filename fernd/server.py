@@ -3,6 +3,7 @@ HTTP with hypercorn on Trio, and shut down cleanly on SIGINT or SIGTERM."""
 
 import logging
 import os
+import resource
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,20 @@ WEBSOCKET_PING_INTERVAL_SECONDS = 30.0
 GRACEFUL_TIMEOUT_SECONDS = 3.0
 # Queued commands and catch-up cycles get this long after HTTP has stopped.
 DRAIN_TIMEOUT_SECONDS = 10.0
+
+
+def _raise_open_file_limit() -> None:
+    """Raise the soft limit on open files to the hard limit: each socket
+    takes one and each active labour three, and a soft limit of 1024 is a
+    common default."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as error:
+            logger.warning("Cannot raise the open-file limit from %d: %s", soft, error)
+            return
+        logger.debug("Raised the open-file limit from %d to %d", soft, hard)
 
 
 def hypercorn_config(settings: Settings) -> HypercornConfig:
@@ -113,6 +128,7 @@ async def serve_async(
     # The databases hold names, contact details and share tokens, so every
     # file and directory fernd creates is private to its user.
     os.umask(0o077)
+    _raise_open_file_limit()
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     shared = SharedDatabase.open(data_dir, settings.sqlite_synchronous)

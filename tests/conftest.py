@@ -89,7 +89,9 @@ class FerndServer:
 
     def client(self, token: str | None = None, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30, **kwargs)
+        return httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=30, **kwargs
+        )
 
 
 def _start_server(tmp_path: Path, env: dict[str, str] | None) -> FerndServer:

@@ -4,6 +4,7 @@ authentication and the error model."""
 import contextlib
 import importlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from quart_trio import QuartTrio
 from uuid6 import uuid7
 from werkzeug.exceptions import HTTPException
 
+from fernd import observability
 from fernd.api.contact import (
     CONTACT_LIMIT,
     CONTACT_WINDOW_SECONDS,
@@ -82,7 +84,10 @@ class TimestampReply(msgspec.Struct):
 
 
 # Modules whose `register(app, api)` adds routes to the app.
-_ROUTE_MODULES: tuple[str, ...] = ()
+_ROUTE_MODULES: tuple[str, ...] = (
+    "fernd.api.health_routes",
+    "fernd.api.export_routes",
+)
 _LOG_STATUSES = frozenset({"REQUESTED", "RENDERED", "SENT", "FAILED", "SKIPPED"})
 _CHANNELS = frozenset({"EMAIL", "SMS", "WHATSAPP"})
 _plan_decoder = msgspec.json.Decoder(PlanBody)
@@ -431,6 +436,21 @@ def create_app(api: Api, hub: SocketHub) -> QuartTrio:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.config["RESPONSE_TIMEOUT"] = None
     app.extensions["fernd"] = api
+
+    # Registered first, so it runs before any hook that returns an early response.
+    @app.before_request
+    async def start_request_timer() -> None:
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    async def observe_request(response: Response) -> Response:
+        started = g.get("request_started")
+        elapsed = time.perf_counter() - started if started is not None else None
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        observability.observe_http_request(
+            request.method, rule, response.status_code, elapsed
+        )
+        return response
 
     routes: list[tuple[str, str, Callable[..., Awaitable[Response]]]] = [
         ("/api/v1/labour/plan", "POST", api.plan),

@@ -283,7 +283,14 @@ class SocketSession:
             self._limiter.release_on_behalf_of(request)
             raise ApiError(404, "not_found", "Labour not found")
         self.socket.replies_pending += 1
-        await actor.enqueue(request)
+        try:
+            await actor.enqueue(request)
+        except BaseException:
+            # The socket closed while the inbox was full: give back the lease.
+            self.socket.replies_pending -= 1
+            self.api.registry.release(actor)
+            self._limiter.release_on_behalf_of(request)
+            raise
         nursery.start_soon(
             self._reply_when_done, request, actor, message.correlation_id
         )

@@ -18,6 +18,7 @@ import msgspec
 import trio
 from uuid6 import uuid7
 
+from fernd import observability
 from fernd.domain import commands as cmd
 from fernd.domain import events as ev
 from fernd.domain.authorization import (
@@ -105,6 +106,8 @@ class LabourActor:
         )
         self.snapshot_sequence = 0
         self.head_at_batch_start = self.head
+        # Projectors already faulted at activation are not counted again.
+        self._faulted_projectors = self._faulted_projector_names()
         self._batch_limit = settings.command_batch_limit
         self._snapshot_interval = settings.snapshot_interval
         self._hibernate_after = settings.hibernate_after
@@ -245,6 +248,7 @@ class LabourActor:
     def _commit_segment(self, batch: list[CommandRequest]) -> None:
         if not batch:
             return
+        observability.observe_batch(len(batch))
         if not self._marked_pending:
             # Recorded before the first commit of this activation, so a crash
             # after it still finds the labour's unfinished work on restart.
@@ -315,7 +319,7 @@ class LabourActor:
             )
             self._reload()
             for request in batch:
-                request.reply(INTERNAL_ERROR)
+                _reply(request, INTERNAL_ERROR)
             return
 
         if new_events and self.process_manager_checkpoint == head_before:
@@ -324,7 +328,7 @@ class LabourActor:
         if state_broken:
             self._reload()
         for request, outcome in zip(batch, results, strict=True):
-            request.reply(outcome)
+            _reply(request, outcome)
 
     def _decide_one(
         self,
@@ -436,7 +440,7 @@ class LabourActor:
             labour = load(self.state, command)
             authorize_command(labour, command, ctx)
         except (NotFound, AuthorizationDenied) as error:
-            request.reply(outcome_of(error))
+            _reply(request, outcome_of(error))
             return
         try:
             self.rebuild_read_models(request.now)
@@ -445,9 +449,9 @@ class LabourActor:
                 "Rebuild of read models failed on labour %s", self.labour_id
             )
             self._reload()
-            request.reply(INTERNAL_ERROR)
+            _reply(request, INTERNAL_ERROR)
             return
-        request.reply(SUCCESS)
+        _reply(request, SUCCESS)
 
     def rebuild_read_models(self, now: datetime) -> None:
         """Delete every read-model row and checkpoint of this labour, in its own
@@ -509,9 +513,36 @@ class LabourActor:
                 )
                 self._alarm_due = trio.current_time() + delay
                 delay = min(delay * 2, ALARM_RETRY_MAX_SECONDS)
+                observability.count_catch_up_retry()
             finally:
                 self._alarm_busy = False
+                self._count_new_faults()
                 self.touch()
+
+    def _faulted_projector_names(self) -> set[tuple[str, str]]:
+        """Return (scope, projector name) of every faulted projector, with
+        scope "labour" for this labour's database and "shared" for the shared
+        one."""
+        faulted = {
+            ("labour", name)
+            for name, checkpoint in self.projections.checkpoints.items()
+            if checkpoint.faulted
+        }
+        faulted.update(
+            ("shared", name)
+            for name, checkpoint in self.shared_checkpoints.items()
+            if checkpoint.faulted
+        )
+        return faulted
+
+    def _count_new_faults(self) -> None:
+        """Count each projector that became faulted since the last call. A
+        fault from a commit's projection is counted after the catch-up cycle
+        that the commit wakes."""
+        faulted = self._faulted_projector_names()
+        for scope, name in sorted(faulted - self._faulted_projectors):
+            observability.count_projector_fault(scope, name)
+        self._faulted_projectors = faulted
 
     async def _catch_up(self) -> None:
         """Run the catch-up steps in order until none finds more work."""
@@ -684,6 +715,12 @@ def _load_state(
         else:
             evolve(state, stored.event, stored.sequence, stored.timestamp)
     return state, snapshot_sequence
+
+
+def _reply(request: CommandRequest, outcome: Outcome) -> None:
+    """Send `outcome` to the waiting caller and count it."""
+    request.reply(outcome)
+    observability.count_command(request.command.name, outcome.status)
 
 
 def _replay(recorded: RecordedOutcome) -> Outcome:

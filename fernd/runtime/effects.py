@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 import msgspec
 import trio
 
+from fernd import observability
 from fernd.domain import commands as cmd
 from fernd.domain.authorization import Caller
 from fernd.domain.constants import (
@@ -97,6 +98,7 @@ class EffectExecutor:
                     await self._execute(row)
             except EffectSkipped as skipped:
                 database.mark_effect_skipped(row.effect_id, str(skipped))
+                observability.count_effect(row.effect_type, "SKIPPED")
                 continue
             except EffectFailed as error:
                 self._record_failure(row, attempts, _describe(error), error.retryable)
@@ -113,6 +115,7 @@ class EffectExecutor:
                 self._record_failure(row, attempts, _describe(error))
                 continue
             database.mark_effect_completed(row.effect_id)
+            observability.count_effect(row.effect_type, "COMPLETED")
         return bool(due)
 
     def _record_failure(
@@ -121,6 +124,7 @@ class EffectExecutor:
         labour_id = self._actor.labour_id
         if attempts >= MAX_RETRY_ATTEMPTS or not retryable:
             self._actor.database.mark_effect_failed(row.effect_id, error, None)
+            observability.count_effect(row.effect_type, "FAILED")
             logger.error(
                 "Effect %s (%s) of labour %s failed on attempt %d and is marked"
                 " FAILED: %s",
@@ -133,6 +137,7 @@ class EffectExecutor:
             return
         retry_at = self._actor.registry.clock() + retry_delay(attempts)
         self._actor.database.mark_effect_failed(row.effect_id, error, retry_at)
+        observability.count_effect_retry(row.effect_type)
         logger.warning(
             "Effect %s (%s) of labour %s failed on attempt %d, retrying in %d s: %s",
             row.effect_id,

@@ -19,10 +19,12 @@ from uuid import UUID
 import trio
 from uuid6 import uuid7
 
+from fernd import observability
 from fernd.config import Settings
 from fernd.domain import commands as cmd
 from fernd.domain.errors import AuthorizationDenied, LabourError
 from fernd.domain.handlers import CommandContext, decide
+from fernd.ops.erasure import PurgeReport, erase_labour
 from fernd.runtime.actor import EventPublisher, LabourActor
 from fernd.runtime.effects import NotificationSender
 from fernd.runtime.messages import LABOUR_NOT_FOUND, CommandRequest, Outcome, outcome_of
@@ -32,6 +34,13 @@ from fernd.storage.shared_db import SharedDatabase
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# How often a purge checks whether the leases on a labour's actor are gone.
+PURGE_POLL_SECONDS = 0.01
+# How long a purge waits for the leases on an actor to be released before it
+# stops the actor anyway. A lease is held for milliseconds while a request
+# runs, so one still held after this long is taken to be leaked.
+PURGE_LEASE_TIMEOUT_SECONDS = 10.0
 
 
 def utc_now() -> datetime:
@@ -58,6 +67,8 @@ class LabourRegistry:
         self.publishers: list[EventPublisher] = list(publishers)
         self._actors: dict[UUID, LabourActor] = {}
         self._locks: dict[UUID, trio.Lock] = {}
+        # The cancel scope each running actor's task runs in, for `purge`.
+        self._actor_scopes: dict[UUID, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
         self.activations = 0
         self.hibernations = 0
@@ -124,23 +135,50 @@ class LabourRegistry:
                 await actor.closed.wait()
                 continue
             lock = self._locks.setdefault(labour_id, trio.Lock())
-            async with lock:
-                if labour_id not in self._actors:
-                    if not create and not LabourDatabase.exists(
-                        self.data_path, labour_id
-                    ):
-                        return None
-                    await self._activate(labour_id, create)
-            if lock.statistics().tasks_waiting == 0:
-                self._locks.pop(labour_id, None)
+            try:
+                async with lock:
+                    if labour_id not in self._actors:
+                        if not create and not LabourDatabase.exists(
+                            self.data_path, labour_id
+                        ):
+                            return None
+                        await self._activate(labour_id, create)
+            finally:
+                self._discard_lock(labour_id, lock)
+
+    def _discard_lock(self, labour_id: UUID, lock: trio.Lock) -> None:
+        """Drop the labour's lock unless a task holds or awaits it. Trio hands a
+        released lock straight to the next waiter, so a lock with no waiters
+        may still be held, and dropping it then would let a newcomer make a
+        second lock and run beside the holder."""
+        if (
+            not lock.locked()
+            and lock.statistics().tasks_waiting == 0
+            and self._locks.get(labour_id) is lock
+        ):
+            del self._locks[labour_id]
 
     async def _activate(self, labour_id: UUID, create: bool) -> None:
         assert self._nursery is not None, "LabourRegistry.run is not running"
         actor = LabourActor.activate(self, labour_id, create_database=create)
         self._actors[labour_id] = actor
         self.activations += 1
-        await self._nursery.start(actor.run)
+        await self._nursery.start(self._run_actor, actor)
         logger.debug("Labour %s activated at sequence %d", labour_id, actor.head)
+
+    async def _run_actor(
+        self,
+        actor: LabourActor,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run `actor` in a cancel scope that `purge` can cancel."""
+        with trio.CancelScope() as scope:
+            self._actor_scopes[actor.labour_id] = scope
+            try:
+                await actor.run(task_status=task_status)
+            finally:
+                if self._actor_scopes.get(actor.labour_id) is scope:
+                    del self._actor_scopes[actor.labour_id]
 
     async def drain(self, deadline_seconds: float) -> None:
         """Wait until no actor has queued commands or catch-up work, or until
@@ -169,12 +207,60 @@ class LabourRegistry:
         if self._actors.get(actor.labour_id) is actor:
             del self._actors[actor.labour_id]
 
+    # Erasure
+
+    async def purge(
+        self, labour_id: UUID, shared: SharedDatabase
+    ) -> PurgeReport | None:
+        """Stop the labour's actor, then delete its database files and its
+        rows in `shared`. Return None when the labour is unknown.
+
+        The labour's lock is held throughout, so nothing activates it again.
+        The actor is marked closing, so it grants no new lease. Requests that
+        already hold one finish first, for at most PURGE_LEASE_TIMEOUT_SECONDS,
+        then the actor is cancelled, which snapshots and closes its database.
+        A later request finds no database and gets Labour not found, and
+        nothing is created again, except by a new PlanLabour naming this id.
+        """
+        lock = self._locks.setdefault(labour_id, trio.Lock())
+        try:
+            async with lock:
+                actor = self._actors.get(labour_id)
+                if actor is not None:
+                    await self._stop(actor)
+                return erase_labour(self.data_path, labour_id, shared)
+        finally:
+            self._discard_lock(labour_id, lock)
+
+    async def _stop(self, actor: LabourActor) -> None:
+        """Cancel `actor` once no lease is held on it, or after
+        PURGE_LEASE_TIMEOUT_SECONDS, and wait until it is closed."""
+        actor.closing = True
+        with trio.move_on_after(PURGE_LEASE_TIMEOUT_SECONDS) as waiting:
+            while actor.leases and not actor.closed.is_set():
+                await trio.sleep(PURGE_POLL_SECONDS)
+        if waiting.cancelled_caught:
+            logger.warning(
+                "Purge of labour %s stops its actor with %d leases still held"
+                " after %.0f s",
+                actor.labour_id,
+                actor.leases,
+                PURGE_LEASE_TIMEOUT_SECONDS,
+            )
+        scope = self._actor_scopes.get(actor.labour_id)
+        if scope is not None:
+            scope.cancel()
+        await actor.closed.wait()
+
     # Commands and queries
 
     async def execute(self, labour_id: UUID, request: CommandRequest) -> Outcome:
         """Run `request` on an existing labour; Labour not found otherwise."""
         async with self.lease(labour_id) as actor:
             if actor is None:
+                observability.count_command(
+                    request.command.name, LABOUR_NOT_FOUND.status
+                )
                 return LABOUR_NOT_FOUND
             return await actor.submit(request)
 
@@ -193,7 +279,9 @@ class LabourRegistry:
             try:
                 decide(None, command, ctx)
             except (AuthorizationDenied, LabourError) as error:
-                return outcome_of(error)
+                outcome = outcome_of(error)
+                observability.count_command(command.name, outcome.status)
+                return outcome
         async with self.lease(labour_id, create=True) as actor:
             assert actor is not None
             return await actor.submit(request)

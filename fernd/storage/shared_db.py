@@ -115,6 +115,14 @@ _MIGRATIONS = [
 LABOUR_STATUS_PROJECTOR = "LabourStatusReadModelProjector"
 SUBSCRIPTION_STATUS_PROJECTOR = "SubscriptionStatusReadModelProjector"
 SHARED_PROJECTORS = (LABOUR_STATUS_PROJECTOR, SUBSCRIPTION_STATUS_PROJECTOR)
+# Tables with a labour_id column whose rows belong to that one labour.
+_LABOUR_KEYED_TABLES = (
+    "labour_status",
+    "subscription_status",
+    "projection_checkpoints",
+    "labour_directory",
+    "notification_log",
+)
 
 
 class LabourStatusReadModel(msgspec.Struct, kw_only=True):
@@ -306,15 +314,11 @@ class SharedDatabase:
                 continue
             try:
                 with self.connection:
-                    changed = False
                     for stored in pending:
-                        changed = apply(self.connection, stored) or changed
-                    # Without a changed row the checkpoint need not be written:
-                    # re-applying events that change nothing is harmless.
-                    if changed or checkpoint.status != "healthy":
-                        self._write_checkpoint(
-                            name, labour_id, pending[-1], None, 0, now
-                        )
+                        apply(self.connection, stored)
+                    # The checkpoint is the last event applied even when no
+                    # row changed, so a restart finds no work left to redo.
+                    self._write_checkpoint(name, labour_id, pending[-1], None, 0, now)
             except Exception as error:
                 checkpoint.status = "error"
                 checkpoint.error_count += 1
@@ -401,6 +405,27 @@ class SharedDatabase:
                 self.connection.execute(
                     f"DELETE FROM {table} WHERE labour_id = ?", (str(labour_id),)
                 )
+
+    def delete_labour_rows(self, labour_id: UUID) -> dict[str, int]:
+        """Delete every shared row that names the labour, in one transaction:
+        its read-model rows, checkpoints, directory entry and notification log,
+        and the recorded plan replies whose body contains its id. Return the
+        number of rows deleted per table."""
+        text = str(labour_id)
+        deleted: dict[str, int] = {}
+        with self.connection:
+            for table in _LABOUR_KEYED_TABLES:
+                self.connection.execute(
+                    f"DELETE FROM {table} WHERE labour_id = ?", (text,)
+                )
+                deleted[table] = self.connection.changes()
+            # A recorded plan reply is `{"labour_id": "<id>"}`; instr() matches
+            # the id as plain text, where LIKE would treat `_` as a wildcard.
+            self.connection.execute(
+                "DELETE FROM plan_idempotency WHERE instr(body, ?) > 0", (text,)
+            )
+            deleted["plan_idempotency"] = self.connection.changes()
+        return deleted
 
     # Queries
 

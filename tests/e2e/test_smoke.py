@@ -23,7 +23,9 @@ def test_planned_labour_gets_share_token(fernd_server: FerndServer) -> None:
         while True:
             reply = client.post(
                 "/api/v1/query",
-                json=_command("Subscription", "GetSubscriptionToken", labour_id=labour_id),
+                json=_command(
+                    "Subscription", "GetSubscriptionToken", labour_id=labour_id
+                ),
             )
             if reply.status_code == 200 or time.monotonic() > deadline:
                 break
