@@ -61,6 +61,8 @@ logger = logging.getLogger(__name__)
 # the maximum, so a broken disk or projector does not spin the CPU.
 ALARM_RETRY_INITIAL_SECONDS = 2.0
 ALARM_RETRY_MAX_SECONDS = 64.0
+# Scheduler rounds a batch may wait for commands still on their way.
+BATCH_GROWTH_ROUNDS = 16
 
 
 class EventPublisher(Protocol):
@@ -211,6 +213,7 @@ class LabourActor:
             request = await self._next_request()
             if request is None:
                 return
+            await self._let_batch_grow()
             batch = [request]
             while len(batch) < self._batch_limit:
                 try:
@@ -220,6 +223,25 @@ class LabourActor:
             self.process_batch(batch)
             self.touch()
             self.wake_alarm()
+
+    async def _let_batch_grow(self) -> None:
+        """Yield while other tasks are runnable, at most BATCH_GROWTH_ROUNDS
+        times, so commands on their way to the inbox join this batch.
+
+        A command from a socket passes through several tasks before it
+        reaches the inbox; cutting the batch at once would commit, and
+        fsync, pipelined commands one at a time. When nothing else is
+        runnable this returns after one round. The state is read only after
+        this, so the write path still has no await.
+        """
+        for _ in range(BATCH_GROWTH_ROUNDS):
+            if self._inbox_receive.statistics().current_buffer_used + 1 >= (
+                self._batch_limit
+            ):
+                return
+            await trio.sleep(0)
+            if trio.lowlevel.current_statistics().tasks_runnable == 0:
+                return
 
     async def _next_request(self) -> CommandRequest | None:
         """Wait for the next request; return None when the labour should
