@@ -6,6 +6,7 @@ precedence first: a command-line flag, an environment variable
 default written in ``Settings``.
 """
 
+import ipaddress
 import logging
 import math
 import tomllib
@@ -111,6 +112,16 @@ PositiveWholeSeconds = Annotated[
 NonNegativeWholeSeconds = Annotated[
     int, msgspec.Meta(ge=0, description="a whole number of seconds, 0 or more")
 ]
+AttemptCount = Annotated[
+    int, msgspec.Meta(ge=1, description="a whole number of attempts, at least 1")
+]
+ProxyList = Annotated[
+    list[str],
+    _describe(
+        'a list of IP addresses or CIDR networks such as "10.0.0.0/8" '
+        "(comma-separated in an environment variable)"
+    ),
+]
 LogLevel = Annotated[
     Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
     _describe('one of "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"'),
@@ -155,6 +166,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     token_lifetime: PositiveWholeSeconds = 86400
     # Tolerates clock drift between the token issuer and this server.
     token_leeway: NonNegativeWholeSeconds = 30
+    # Ten wrong share tokens per user in the window: room for typing mistakes,
+    # while guessing one of 32**8 tokens stays out of reach.
+    request_access_failures_limit: AttemptCount = 10
+    # One hour, the window in which request_access_failures_limit counts.
+    request_access_window: PositiveWholeSeconds = 3600
+    # Empty: the client address is the TCP peer, and X-Forwarded-For is ignored.
+    trusted_proxies: ProxyList = []
     # Records starts, stops and errors without debugging detail.
     log_level: LogLevel = "INFO"
     # Plain lines for a terminal; "json" writes one object per line for a
@@ -179,7 +197,9 @@ _FIELDS: Final = {field.name: field for field in msgspec.structs.fields(Settings
 # Tables can only be written in the config file.
 _TABLE_SETTINGS: Final = frozenset({"auth", "notifications", "log_levels"})
 
-_LIST_SETTINGS: Final = frozenset({"allowed_origins", "admin_user_ids"})
+_LIST_SETTINGS: Final = frozenset(
+    {"allowed_origins", "admin_user_ids", "trusted_proxies"}
+)
 
 
 def _check_bind(value: str) -> None:
@@ -202,18 +222,49 @@ def _check_origins(value: list[str]) -> None:
             )
 
 
+def parse_networks(
+    value: list[str],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Parse IP addresses and CIDR networks; an address becomes a network of
+    one host. Raises ``ConfigError`` naming the first invalid entry, including
+    a network with host bits set such as "10.0.0.1/8"."""
+    networks = []
+    for entry in value:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip()))
+        except ValueError:
+            network = _network_ignoring_host_bits(entry.strip())
+            if network is not None:
+                raise ConfigError(
+                    f"{entry!r} has host bits set; write {str(network)!r}"
+                ) from None
+            raise ConfigError(f"{entry!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
+def _network_ignoring_host_bits(
+    entry: str,
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return None
+
+
 def _check_public_url(value: str) -> None:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"{value!r} is not an http or https URL with a host")
 
 
-# Checks that the field types cannot express. Each raises ConfigError.
-_EXTRA_CHECKS: Final[dict[str, Callable[[Any], None]]] = {
+# Checks that the field types cannot express. Each raises ConfigError, and
+# any value it returns is ignored.
+_EXTRA_CHECKS: Final[dict[str, Callable[[Any], object]]] = {
     "bind": _check_bind,
     "hibernate_after": _check_finite,
     "allowed_origins": _check_origins,
     "public_url": _check_public_url,
+    "trusted_proxies": parse_networks,
 }
 
 

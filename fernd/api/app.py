@@ -1,18 +1,21 @@
-"""The quart-trio application: routes 1 to 8 of the HTTP API, CORS,
-authentication and the error model."""
+"""The quart-trio application: routes 1 to 8 of the HTTP API, CORS, security
+headers, authentication, the error model, and the limit on wrong share tokens
+in RequestAccess."""
 
 import contextlib
 import importlib
+import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 import msgspec
 import trio
-from quart import Response, g, request
+from quart import Response, g, request, websocket
+from quart.typing import ResponseTypes
 from quart_trio import QuartTrio
 from uuid6 import uuid7
 from werkzeug.exceptions import HTTPException
@@ -39,12 +42,12 @@ from fernd.auth.tokens import (
     VerifiedToken,
     bearer_token,
 )
-from fernd.config import Settings
+from fernd.config import Settings, parse_networks
 from fernd.domain import commands as cmd
 from fernd.domain.authorization import Caller
 from fernd.domain.constants import IDEMPOTENCY_KEY_MAX_LENGTH, MAX_REQUEST_BODY_BYTES
 from fernd.domain.datetimes import AwareDateTime, format_datetime, to_utc
-from fernd.domain.errors import AuthorizationDenied, LabourError
+from fernd.domain.errors import AuthorizationDenied, InvalidCommand, LabourError
 from fernd.runtime.messages import CommandRequest, Outcome, outcome_of
 from fernd.runtime.metrics import Metrics
 from fernd.runtime.registry import LabourRegistry
@@ -62,6 +65,29 @@ EXPOSE_HEADERS = "Idempotency-Replayed, Retry-After"
 PREFLIGHT_MAX_AGE = "86400"
 # The mother's name when her token carries no `name` claim.
 UNKNOWN_MOTHER_NAME = "unknown"
+# Sent on every HTTP response: browsers must not guess a reply's content type,
+# must not send fernd's URLs to other sites in Referer, and must not show a
+# reply inside another site's frame.
+SECURITY_HEADERS: Final = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+# Replies under this path carry personal data and change with every command,
+# so no browser or proxy cache may store them.
+API_PATH_PREFIX = "/api/"
+API_CACHE_CONTROL = "no-store"
+# The client address when the server gives no peer address, as with a Unix socket.
+UNKNOWN_ADDRESS = "unknown"
+# The reply of a RequestAccess whose share token is wrong. The limit on wrong
+# tokens recognises a failure by this reply, so the token rule stays in the
+# domain.
+WRONG_SHARE_TOKEN_OUTCOME: Final = outcome_of(
+    InvalidCommand("Incorrect subscription token")
+)
+REQUEST_ACCESS_LIMITED_MESSAGE = (
+    "Rate limit exceeded: Too many incorrect subscription tokens, try again later"
+)
 
 _encoder = msgspec.json.Encoder()
 
@@ -127,6 +153,58 @@ def parse_idempotency_key(value: str | None) -> str | None:
     return value
 
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _parse_address(text: str) -> IPAddress | None:
+    """Return the address in `text`, an IPv4-mapped IPv6 address as IPv4, or
+    None when `text` is no bare IP address."""
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def _is_trusted(address: IPAddress | None, networks: Iterable[IPNetwork]) -> bool:
+    return address is not None and any(address in network for network in networks)
+
+
+def client_address(
+    peer: str | None,
+    forwarded_for: Iterable[str],
+    trusted_proxies: tuple[IPNetwork, ...],
+) -> str:
+    """Return the address of the client that sent a request.
+
+    `peer` is the TCP peer and `forwarded_for` the `X-Forwarded-For` header
+    values in the order received. When the peer is a trusted proxy, the client
+    is the rightmost hop that is not a trusted proxy: each proxy appends the
+    address it received from, so hops left of that one may be forged by the
+    client. Otherwise the header is ignored and the peer is the client.
+    """
+    peer_text = peer or UNKNOWN_ADDRESS
+    if not _is_trusted(_parse_address(peer_text), trusted_proxies):
+        return peer_text
+    hops = [
+        hop.strip()
+        for value in forwarded_for
+        for hop in value.split(",")
+        if hop.strip()
+    ]
+    for hop in reversed(hops):
+        address = _parse_address(hop)
+        if not _is_trusted(address, trusted_proxies):
+            # A hop that is no IP address (such as "unknown") stays a key as
+            # written: a trusted proxy wrote it.
+            return hop if address is None else str(address)
+    # Every hop is a trusted proxy, so the request started at one of them.
+    return hops[0] if hops else peer_text
+
+
 def parse_labour_id(text: str) -> UUID:
     try:
         return msgspec.json.decode(_encoder.encode(text), type=UUID)
@@ -152,8 +230,87 @@ class Api:
         self._plan_locks: dict[tuple[str, str], trio.Lock] = {}
         self.metrics_source: Metrics | None = None
         self.contact_limiter = RateLimiter(CONTACT_LIMIT, CONTACT_WINDOW_SECONDS)
+        self.trusted_proxies = parse_networks(settings.trusted_proxies)
+        # Wrong share tokens per user id, across all labours. The counts live
+        # in memory, so a restart of fernd resets them and each process of
+        # several would count on its own.
+        self.request_access_limiter = RateLimiter(
+            settings.request_access_failures_limit,
+            settings.request_access_window,
+            REQUEST_ACCESS_LIMITED_MESSAGE,
+        )
+        # When each user's last rejection was logged, by time.monotonic().
+        self._request_access_logged_at: dict[str, float] = {}
         # Called with each stored contact message to forward it to the operator.
         self.forward_contact: Callable[[str, ContactMessage], None] | None = None
+
+    def client_address(self) -> str:
+        """Return the address of the client of the current request, read from
+        `X-Forwarded-For` only when the peer is in `trusted_proxies`."""
+        return client_address(
+            request.remote_addr,
+            request.headers.getlist("X-Forwarded-For"),
+            self.trusted_proxies,
+        )
+
+    def reserve_request_access(self, user_id: str) -> float:
+        """Count a RequestAccess of `user_id` as a wrong share token until
+        `settle_request_access` learns its outcome; return the reservation.
+
+        Counting before the command runs keeps concurrent or pipelined guesses
+        within the limit. Raises ApiError(429, rate_limited) with Retry-After
+        when the user already had `request_access_failures_limit` wrong tokens,
+        or requests still unsettled, within `request_access_window` seconds.
+        """
+        try:
+            return self.request_access_limiter.check(user_id)
+        except ApiError:
+            self._log_request_access_limited(user_id)
+            raise
+
+    def _log_request_access_limited(self, user_id: str) -> None:
+        """Log a rejected RequestAccess, at most once per user and window, so
+        a client that keeps guessing does not flood the log."""
+        now = time.monotonic()
+        window = self.settings.request_access_window
+        logged_at = self._request_access_logged_at.get(user_id)
+        if logged_at is not None and now - logged_at < window:
+            return
+        self._request_access_logged_at = {
+            user: moment
+            for user, moment in self._request_access_logged_at.items()
+            if now - moment < window
+        }
+        self._request_access_logged_at[user_id] = now
+        logger.warning(
+            "Rejecting RequestAccess of user %s: limit of %d incorrect share "
+            "tokens within %d s reached; logged once per window",
+            user_id,
+            self.settings.request_access_failures_limit,
+            window,
+        )
+
+    def settle_request_access(
+        self, user_id: str, reservation: float, outcome: Outcome | None
+    ) -> None:
+        """Keep the reservation only when `outcome` is a new wrong share token
+        or None. None means the outcome is unknown (the client went away or
+        the request failed) and the command may still have checked the token,
+        so it counts."""
+        if outcome is None:
+            return
+        wrong_token = (
+            not outcome.replayed
+            and outcome.status == WRONG_SHARE_TOKEN_OUTCOME.status
+            and outcome.body == WRONG_SHARE_TOKEN_OUTCOME.body
+        )
+        if not wrong_token:
+            self.release_request_access(user_id, reservation)
+
+    def release_request_access(self, user_id: str, reservation: float) -> None:
+        """Drop a reservation of `reserve_request_access` whose command never
+        reached the labour or did not fail on the share token."""
+        self.request_access_limiter.cancel(user_id, reservation)
 
     def authenticate(self) -> VerifiedToken:
         header = request.headers.get("Authorization")
@@ -287,7 +444,16 @@ class Api:
         )
         if isinstance(command, cmd.PlanLabour):
             return await self.registry.plan(request_)
-        return await self.registry.execute(command.target_labour_id, request_)
+        if not isinstance(command, cmd.RequestAccess):
+            return await self.registry.execute(command.target_labour_id, request_)
+
+        reservation = self.reserve_request_access(user.user_id)
+        outcome = None
+        try:
+            outcome = await self.registry.execute(command.target_labour_id, request_)
+        finally:
+            self.settle_request_access(user.user_id, reservation, outcome)
+        return outcome
 
     async def query(self) -> Response:
         verified = self.authenticate()
@@ -363,7 +529,7 @@ class Api:
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             raise invalid_request() from None
         validate_contact(message)
-        self.contact_limiter.check(request.remote_addr or "unknown")
+        self.contact_limiter.check(self.client_address())
         message_id = str(uuid7())
         self.shared.save_contact_message(
             message_id,
@@ -506,6 +672,7 @@ def create_app(api: Api, hub: SocketHub) -> QuartTrio:
 
     @app.after_request
     async def add_headers(response: Response) -> Response:
+        _add_security_headers(response, request.path)
         origin = request.headers.get("Origin")
         if origin is not None and (
             not api.allowed_origins or origin in api.allowed_origins
@@ -517,10 +684,22 @@ def create_app(api: Api, hub: SocketHub) -> QuartTrio:
             response.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
         return response
 
+    @app.after_websocket
+    async def add_rejection_headers(
+        response: ResponseTypes | None,
+    ) -> ResponseTypes | None:
+        # A connect request rejected before the upgrade gets an HTTP response.
+        if response is not None:
+            _add_security_headers(response, websocket.path)
+        return response
+
     @app.errorhandler(ApiError)
     async def api_error(error: ApiError) -> Response:
         await _discard_body()
-        return _json(error.status, error_body(error.code, error.message), error.headers)
+        response = _json(
+            error.status, error_body(error.code, error.message), error.headers
+        )
+        return _close_if_body_unread(response)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
@@ -532,7 +711,11 @@ def create_app(api: Api, hub: SocketHub) -> QuartTrio:
         if status == 405:
             return _json(405, error_body("invalid_request", "Method Not Allowed"))
         if status == 413:
-            return _json(413, error_body("payload_too_large", "Request body too large"))
+            response = _json(
+                413, error_body("payload_too_large", "Request body too large")
+            )
+            response.headers["Connection"] = "close"
+            return response
         if status < 500:
             return _json(
                 400, error_body("invalid_request", "Failed to parse request body")
@@ -551,6 +734,21 @@ def create_app(api: Api, hub: SocketHub) -> QuartTrio:
         return _json(500, error_body("internal_error", "Internal server error"))
 
     return app
+
+
+def _add_security_headers(response: ResponseTypes, path: str) -> None:
+    response.headers.update(SECURITY_HEADERS)
+    if path.startswith(API_PATH_PREFIX):
+        response.headers["Cache-Control"] = API_CACHE_CONTROL
+
+
+def _close_if_body_unread(response: Response) -> Response:
+    """Ask to close the connection when a refused request's body is larger
+    than fernd reads, because the client may still be sending it."""
+    length = request.content_length
+    if length is not None and length > MAX_REQUEST_BODY_BYTES:
+        response.headers["Connection"] = "close"
+    return response
 
 
 async def _discard_body() -> None:

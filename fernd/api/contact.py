@@ -5,6 +5,7 @@ CONTACT_LIMIT messages per CONTACT_WINDOW_SECONDS; the counts live in memory
 and start again when fernd restarts.
 """
 
+import contextlib
 import math
 import time
 from collections import deque
@@ -54,29 +55,72 @@ def validate_contact(message: ContactMessage) -> None:
 
 
 class RateLimiter:
-    """At most `limit` events per key in any rolling `window` seconds."""
+    """At most `limit` events per key in any rolling `window` seconds.
 
-    def __init__(self, limit: int, window: float) -> None:
+    The counts live in memory, so they start again when fernd restarts. At
+    most _MAX_TRACKED_ADDRESSES keys are tracked: beyond that the key that was
+    tracked first is forgotten, whatever its count.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        message: str = "Rate limit exceeded: Too many messages, try again later",
+    ) -> None:
         self._limit = limit
         self._window = window
+        self._message = message
         self._events: dict[str, deque[float]] = {}
 
-    def check(self, key: str, now: float | None = None) -> None:
-        """Record one event for `key`; raise ApiError(429) with Retry-After
-        when the limit is reached."""
+    def check(self, key: str, now: float | None = None) -> float:
+        """Record one event for `key` and return its time stamp, for `cancel`.
+
+        Raises ApiError(429, rate_limited) with a Retry-After header, and
+        records nothing, when `key` already has `limit` events in the window.
+        """
         now = time.monotonic() if now is None else now
-        events = self._events.setdefault(key, deque())
-        while events and events[0] <= now - self._window:
-            events.popleft()
-        if len(events) >= self._limit:
-            retry_after = max(1, math.ceil(events[0] + self._window - now))
-            raise ApiError(
-                429,
-                "rate_limited",
-                "Rate limit exceeded: Too many messages, try again later",
-                {"Retry-After": str(retry_after)},
-            )
-        events.append(now)
+        events = self._events.get(key)
+        if events is not None:
+            self._expire(key, events, now)
+            if len(events) >= self._limit:
+                retry_after = max(1, math.ceil(events[0] + self._window - now))
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    self._message,
+                    {"Retry-After": str(retry_after)},
+                )
+        self._events.setdefault(key, deque()).append(now)
         if len(self._events) > _MAX_TRACKED_ADDRESSES:
             oldest = next(iter(self._events))
             del self._events[oldest]
+        return now
+
+    def cancel(self, key: str, stamp: float) -> None:
+        """Remove the event that `check` recorded at `stamp`, so it no longer
+        counts; do nothing if it has left the window or was forgotten."""
+        events = self._events.get(key)
+        if events is None:
+            return
+        # Events with equal stamps are interchangeable, so removing the first
+        # one with this stamp is exact.
+        with contextlib.suppress(ValueError):
+            events.remove(stamp)
+        if not events:
+            del self._events[key]
+
+    def count(self, key: str, now: float | None = None) -> int:
+        """Return the events of `key` within the window ending at `now`."""
+        now = time.monotonic() if now is None else now
+        events = self._events.get(key)
+        if events is None:
+            return 0
+        self._expire(key, events, now)
+        return len(events)
+
+    def _expire(self, key: str, events: deque[float], now: float) -> None:
+        while events and events[0] <= now - self._window:
+            events.popleft()
+        if not events:
+            del self._events[key]

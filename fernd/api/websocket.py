@@ -272,11 +272,36 @@ class SocketSession:
             return
 
         fingerprint = cmd.command_fingerprint(command) if key is not None else None
+        user_id = self.verified.user.user_id
+        reservation = None
         if isinstance(command, cmd.RequestAccess):
-            command.subscriber_id = self.verified.user.user_id
+            command.subscriber_id = user_id
+            # Raises ApiError(429) before the command reaches the labour.
+            reservation = self.api.reserve_request_access(user_id)
         request = CommandRequest(
             command, self.verified.user, self.caller, now, key, fingerprint
         )
+        try:
+            await self._enqueue(request, reservation, message.correlation_id, nursery)
+        except BaseException:
+            # The labour was not found or the socket closed before the command
+            # was queued, so no token was checked.
+            if reservation is not None:
+                self.api.release_request_access(user_id, reservation)
+            raise
+
+    async def _enqueue(
+        self,
+        request: CommandRequest,
+        reservation: float | None,
+        correlation_id: str | None,
+        nursery: trio.Nursery,
+    ) -> None:
+        """Queue `request` on this socket's labour and start the task that
+        sends its reply. Raises ApiError(404) when the labour does not exist.
+
+        `reservation` is the wrong-token reservation of a RequestAccess, which
+        the reply task settles."""
         await self._limiter.acquire_on_behalf_of(request)
         actor = await self.api.registry.acquire(self.socket.labour_id)
         if actor is None:
@@ -292,11 +317,15 @@ class SocketSession:
             self._limiter.release_on_behalf_of(request)
             raise
         nursery.start_soon(
-            self._reply_when_done, request, actor, message.correlation_id
+            self._reply_when_done, request, actor, reservation, correlation_id
         )
 
     async def _reply_when_done(
-        self, request: CommandRequest, actor: Any, correlation_id: str | None
+        self,
+        request: CommandRequest,
+        actor: Any,
+        reservation: float | None,
+        correlation_id: str | None,
     ) -> None:
         try:
             await request.done.wait()
@@ -304,6 +333,12 @@ class SocketSession:
             self.api.registry.release(actor)
             self._limiter.release_on_behalf_of(request)
             self.socket.replies_pending -= 1
+            if reservation is not None:
+                # An outcome still None, when the socket closed first, counts
+                # as a wrong token: the labour may yet check it.
+                self.api.settle_request_access(
+                    request.user.user_id, reservation, request.outcome
+                )
         assert request.outcome is not None
         self.socket.offer(_reply_of(correlation_id, request.outcome), reply=True)
 

@@ -211,8 +211,13 @@ def _require_user(users: Mapping[str, User], user_id: str) -> User:
     return user
 
 
+# Apprise splits a `to` address at these, so the message would reach a
+# different address than the one that was checked.
+_ADDRESS_SEPARATORS = frozenset(",;")
+
+
 def _check_email(address: str, channel: NotificationChannel) -> str:
-    if not is_valid_email(address):
+    if not is_valid_email(address) or _ADDRESS_SEPARATORS & set(address):
         raise NotificationError(f"invalid destination for {channel.value}")
     return address
 

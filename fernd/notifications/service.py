@@ -10,6 +10,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from fernd.domain.effects import EmailContext, SendNotification
+from fernd.domain.enums import NotificationChannel
 from fernd.notifications.channels import AppriseChannels, DeliveryError, redact
 from fernd.notifications.render import NotificationError, Renderer
 from fernd.runtime.effects import EffectFailed, EffectSkipped
@@ -77,17 +78,18 @@ class NotificationService:
         log = self._logger(actor, payload, effect_id, channel)
         log("REQUESTED", new_attempt=True)
 
+        channel_enum = NotificationChannel(channel)
+        if self._channels is None or not self._channels.configured(channel_enum):
+            reason = f"{channel} channel not configured"
+            log("SKIPPED", error=reason)
+            raise EffectSkipped(reason)
+
         try:
             rendered = self._renderer.render(payload.context, actor.users)
         except NotificationError as error:
             log("FAILED", error=str(error))
             raise EffectFailed(str(error), retryable=error.retryable) from None
         log("RENDERED", template=rendered.template)
-
-        if self._channels is None or not self._channels.configured(rendered.channel):
-            reason = f"{rendered.channel.value} channel not configured"
-            log("SKIPPED", error=reason)
-            raise EffectSkipped(reason)
 
         try:
             await self._channels.deliver(rendered, key)

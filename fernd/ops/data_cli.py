@@ -116,8 +116,18 @@ def _export(args: argparse.Namespace) -> int:
             count = export_events(database, sys.stdout.buffer.write)
             sys.stdout.buffer.flush()
         else:
-            with args.out.open("wb") as out:
+            # The events hold names and private notes: the file is private
+            # to its user, and an existing file or link is never replaced.
+            descriptor = os.open(
+                args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600
+            )
+            with os.fdopen(descriptor, "wb") as out:
                 count = export_events(database, out.write)
+    except FileExistsError:
+        return _fail(f"{args.out} already exists; choose another --out")
+    except BrokenPipeError:
+        # A reader such as `head` stopped early; that is not an error.
+        return 0
     except apsw.Error as error:
         return _fail(f"reading the events of labour {labour_id} failed: {error}")
     finally:

@@ -59,6 +59,8 @@ BURST_SENDERS = 8
 # After the last command of a burst is acknowledged, every reader that keeps
 # reading must have its pushes within this many seconds.
 PUSH_DEADLINE_SECONDS = 5.0
+# For checks that are not about speed, on a machine other work may load.
+SLOW_MACHINE_DEADLINE_SECONDS = 30.0
 # A stopping server finishes in-flight work within its 10 s graceful timeout.
 SHUTDOWN_TIMEOUT_SECONDS = 15.0
 # With nothing in flight, a stopping server should exit within this time.
@@ -1280,7 +1282,8 @@ async def test_stalled_reader_drop_logs_no_error(ws_server: FerndServer) -> None
                 )
             for i in range(start, start + 100):
                 await mother.reply_to(f"c{i}")
-        _, close_code = await stalled.drain(PUSH_DEADLINE_SECONDS)
+        # This test is about the log, not speed: allow a loaded machine time.
+        _, close_code = await stalled.drain(SLOW_MACHINE_DEADLINE_SECONDS)
     assert close_code == 1013
     await trio.sleep(0.2)
     new_log = ws_server.log()[log_offset:]
