@@ -156,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="phone number claim, e.g. +447700900123 (default: none)",
     )
     token.add_argument(
+        "--admin",
+        action="store_true",
+        help=(
+            "add the fernd_admin claim, which makes the token an administrator's "
+            "like a user id in admin_user_ids; anyone who can read the data "
+            "directory's signing key can mint such a token (default: off)"
+        ),
+    )
+    token.add_argument(
         "--ttl",
         type=_positive_seconds,
         metavar="SECONDS",
@@ -279,6 +288,7 @@ def _token(args: argparse.Namespace) -> int:
         last_name=args.last_name,
         email=args.email,
         phone_number=args.phone_number,
+        admin=args.admin,
         ttl_seconds=ttl,
     )
     print(token)

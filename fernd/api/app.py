@@ -113,6 +113,7 @@ class TimestampReply(msgspec.Struct):
 _ROUTE_MODULES: tuple[str, ...] = (
     "fernd.api.health_routes",
     "fernd.api.export_routes",
+    "fernd.api.admin_routes",
 )
 _LOG_STATUSES = frozenset({"REQUESTED", "RENDERED", "SENT", "FAILED", "SKIPPED"})
 _CHANNELS = frozenset({"EMAIL", "SMS", "WHATSAPP"})

@@ -41,6 +41,9 @@ ALGORITHM: Final = "EdDSA"
 ALLOWED_ALGORITHMS: Final = (ALGORITHM,)
 
 DEFAULT_ISSUER: Final = "fernd"
+# The claim that makes a token signed by this installation's key an
+# administrator's token. Anyone who can read the signing key can mint one.
+ADMIN_CLAIM: Final = "fernd_admin"
 DEFAULT_LEEWAY_SECONDS: Final = 30
 
 KEYS_DIRECTORY: Final = "keys"
@@ -205,14 +208,17 @@ class LocalTokenIssuer:
         last_name: str | None = None,
         email: str | None = None,
         phone_number: str | None = None,
+        admin: bool = False,
         ttl_seconds: int,
         now: datetime | None = None,
     ) -> str:
         """Sign a token for ``user_id`` valid for ``ttl_seconds`` from ``now``.
 
-        The claims are ``sub``, ``iss``, ``iat``, ``exp`` and each profile
-        claim that is not None. Raises ``ValueError`` for an empty user id, a
-        ``ttl_seconds`` below 1 or a naive ``now``.
+        The claims are ``sub``, ``iss``, ``iat``, ``exp``, each profile
+        claim that is not None and, when ``admin`` is true, ``fernd_admin``
+        set to true, which makes the token an administrator's. Raises
+        ``ValueError`` for an empty user id, a ``ttl_seconds`` below 1 or a
+        naive ``now``.
         """
         if not user_id:
             raise ValueError("user_id must not be empty")
@@ -233,6 +239,8 @@ class LocalTokenIssuer:
             "phone_number": phone_number,
         }
         claims.update({claim: v for claim, v in profile.items() if v is not None})
+        if admin:
+            claims[ADMIN_CLAIM] = True
         header = {"alg": ALGORITHM, "kid": self.key_id}
         with _eddsa_deprecation_silenced():
             return jwt.encode(
@@ -264,6 +272,11 @@ class TokenVerifier:
         issuer's (the internal issuer always fails), a missing or passed
         ``exp``, an ``nbf`` or ``iat`` in the future, or a missing ``sub``.
         ``exp``, ``nbf`` and ``iat`` are compared with the configured leeway.
+
+        The token is an administrator's when its user id is in
+        ``admin_user_ids`` or its ``fernd_admin`` claim is JSON true. Every
+        token that passes is signed by this installation's key, so only a
+        holder of that key can set the claim.
         """
         timestamp = _timestamp(now)
         claims = self._decode(token)
@@ -282,7 +295,9 @@ class TokenVerifier:
         return VerifiedToken(
             user=user,
             expires_at=expires_at,
-            is_admin=user.user_id in self._admin_user_ids,
+            is_admin=(
+                user.user_id in self._admin_user_ids or claims.get(ADMIN_CLAIM) is True
+            ),
         )
 
     def _decode(self, token: str) -> dict[str, Any]:

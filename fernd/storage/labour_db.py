@@ -494,6 +494,21 @@ class LabourDatabase:
                     (error, sortable_datetime(next_attempt_at), effect_id),
                 )
 
+    def retry_failed_effect(self, effect_id: str) -> bool:
+        """Put a FAILED or SKIPPED effect back to PENDING with no attempts and
+        no scheduled retry, so it runs at the next catch-up. `last_error`
+        stays for reference. Return False, changing nothing, when no effect
+        with `effect_id` is FAILED or SKIPPED."""
+        with self.connection:
+            self.connection.execute(
+                "UPDATE pending_effects SET status = 'PENDING', attempts = 0,"
+                " next_attempt_at = NULL WHERE effect_id = ?"
+                " AND status IN ('FAILED', 'SKIPPED')",
+                (effect_id,),
+            )
+            changed = self.connection.changes()
+        return changed == 1
+
     def effect_rows(self) -> list[dict[str, Any]]:
         """Return every row of the effect ledger, oldest first."""
         cursor = self.connection.execute(

@@ -402,3 +402,32 @@ def test_token_help_describes_every_option(capsys: pytest.CaptureFixture[str]) -
 def test_version_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"]) == 0
     assert fernd.__version__ in capsys.readouterr().out
+
+
+def test_token_admin_option_makes_admin_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = run_token(
+        capsys,
+        *("--data-dir", str(tmp_path), "--user-id", "operator", "--name", "Op"),
+        "--admin",
+    )
+    assert verify(tmp_path, token).is_admin is True
+
+
+def test_token_without_admin_option_not_admin(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = run_token(
+        capsys, "--data-dir", str(tmp_path), "--user-id", "u", "--name", "U"
+    )
+    assert verify(tmp_path, token).is_admin is False
+
+
+def test_token_help_describes_admin_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["token", "--help"]) == 0
+    output = " ".join(capsys.readouterr().out.split())
+    assert "--admin" in output
+    assert "signing key can mint" in output

@@ -559,3 +559,41 @@ def test_authentication_error_has_no_cause(
 )
 def test_bearer_token_parsing(header: str | None, expected: str | None) -> None:
     assert bearer_token(header) == expected
+
+
+# --- admin claim --------------------------------------------------------------
+
+
+def test_issue_admin_sets_admin_claim(issuer: LocalTokenIssuer) -> None:
+    token = issuer.issue("user-1", admin=True, ttl_seconds=TTL_SECONDS, now=NOW)
+    assert decode_segment(token.split(".")[1])["fernd_admin"] is True
+
+
+def test_issue_without_admin_has_no_admin_claim(issuer: LocalTokenIssuer) -> None:
+    token = issuer.issue("user-1", ttl_seconds=TTL_SECONDS, now=NOW)
+    assert "fernd_admin" not in decode_segment(token.split(".")[1])
+
+
+def test_verify_admin_claim_marks_admin(
+    issuer: LocalTokenIssuer, verifier: TokenVerifier
+) -> None:
+    token = issuer.issue("user-1", admin=True, ttl_seconds=TTL_SECONDS, now=NOW)
+    assert verifier.verify(token, now=NOW).is_admin is True
+
+
+@pytest.mark.parametrize("value", ["true", 1, False, None, {"admin": True}])
+def test_verify_admin_claim_other_than_true_not_admin(
+    data_dir: Path, verifier: TokenVerifier, value: Any
+) -> None:
+    claims = valid_claims()
+    claims["fernd_admin"] = value
+    token = sign(data_dir, claims)
+    assert verifier.verify(token, now=NOW).is_admin is False
+
+
+def test_verify_admin_claim_from_other_key_rejected(
+    tmp_path: Path, verifier: TokenVerifier
+) -> None:
+    other = LocalTokenIssuer(tmp_path / "other")
+    token = other.issue("user-1", admin=True, ttl_seconds=TTL_SECONDS, now=NOW)
+    assert_rejected(verifier, token)
