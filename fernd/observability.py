@@ -8,7 +8,7 @@ The gauges of labours, sockets and faulted shared projectors are read from
 the running registry, socket hub and shared database at scrape time.
 
 Labels carry only bounded values: HTTP methods, route templates, status
-codes, command names, effect types and projector names. No label ever holds a
+codes, command names, effect types and projector names. No label ever contains a
 user id, an email address, a token or a labour id.
 """
 

@@ -64,7 +64,7 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config.graceful_timeout = GRACEFUL_TIMEOUT_SECONDS
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
-    # fernd answers oversized bodies itself with a JSON 413.
+    # fernd replies to oversized bodies itself with a JSON 413.
     config.h11_max_incomplete_size = 64 * 1024
     config.websocket_max_message_size = MAX_REQUEST_BODY_BYTES
     # Hypercorn's default backlog of 100 drops connections when many sockets

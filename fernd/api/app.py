@@ -475,11 +475,7 @@ class Api:
         try:
             result = await self.registry.query(parsed.query.labour_id, run)
         except (LabourError, AuthorizationDenied) as error:
-            outcome = outcome_of(error)
-            assert outcome.body is not None
-            raise ApiError(
-                outcome.status, _code(outcome.body), _message(outcome.body)
-            ) from None
+            raise ApiError(error.status, error.code, error.message) from None
         if result is None:
             raise ApiError(404, "not_found", "Labour not found")
         return result
@@ -579,19 +575,6 @@ class Api:
         parse_labour_id(labour_id)
         reply = TimestampReply(datetime.now(UTC))
         return _json(200, _encoder.encode(reply))
-
-
-class _Message(msgspec.Struct):
-    message: str
-    code: str
-
-
-def _code(body: bytes) -> str:
-    return msgspec.json.decode(body, type=_Message).code
-
-
-def _message(body: bytes) -> str:
-    return msgspec.json.decode(body, type=_Message).message
 
 
 def create_app(api: Api, hub: SocketHub) -> QuartTrio:
@@ -755,7 +738,7 @@ def _close_if_body_unread(response: Response) -> Response:
 async def _discard_body() -> None:
     """Read the rest of a refused request's body, at most 64 KiB, so the
     connection is ready for the client's next request when the reply goes
-    out. Answering before the body arrived left the next request on a
+    out. Replying before the body arrived left the next request on a
     keep-alive connection waiting now and then."""
     length = request.content_length
     if length is not None and length > MAX_REQUEST_BODY_BYTES:

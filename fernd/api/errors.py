@@ -1,4 +1,4 @@
-"""API errors: every failure is answered with `{"message", "code"}`."""
+"""API errors: every failure is reported as `{"message", "code"}`."""
 
 import msgspec
 

@@ -1,6 +1,6 @@
 """The 26 labour events and their stored form `{"type": <name>, "data": {...}}`.
 
-Every event's data holds `labour_id`; optional fields are written as null.
+Every event's data contains `labour_id`; optional fields are written as null.
 """
 
 from datetime import datetime

@@ -122,10 +122,21 @@ def create(event: ev.LabourPlanned, sequence: int) -> Labour:
     )
 
 
-def _set_status(
-    labour: Labour, subscription_id: UUID, status: SubscriberStatus
-) -> None:
-    labour.subscriptions[subscription_id].status = status
+# The status each of these subscription events sets; read models use it too.
+SUBSCRIPTION_STATUS_AFTER: dict[type[ev.Event], SubscriberStatus] = {
+    ev.SubscriberApproved: SubscriberStatus.SUBSCRIBED,
+    ev.SubscriberUnsubscribed: SubscriberStatus.UNSUBSCRIBED,
+    ev.SubscriberRemoved: SubscriberStatus.REMOVED,
+    ev.SubscriberBlocked: SubscriberStatus.BLOCKED,
+    ev.SubscriberUnblocked: SubscriberStatus.REMOVED,
+}
+_STATUS_EVENTS = (
+    ev.SubscriberApproved,
+    ev.SubscriberUnsubscribed,
+    ev.SubscriberRemoved,
+    ev.SubscriberBlocked,
+    ev.SubscriberUnblocked,
+)
 
 
 def evolve(labour: Labour, event: ev.Event, sequence: int, timestamp: datetime) -> None:
@@ -143,6 +154,10 @@ def evolve(labour: Labour, event: ev.Event, sequence: int, timestamp: datetime) 
 
 
 def _apply(labour: Labour, event: ev.Event, timestamp: datetime) -> None:
+    if isinstance(event, _STATUS_EVENTS):
+        subscription = labour.subscriptions[event.subscription_id]
+        subscription.status = SUBSCRIPTION_STATUS_AFTER[type(event)]
+        return
     match event:
         case ev.LabourPlanned():
             raise EvolveError("LabourPlanned can only create a labour")
@@ -210,22 +225,12 @@ def _apply(labour: Labour, event: ev.Event, timestamp: datetime) -> None:
                     labour_id=labour.id,
                     subscriber_id=event.subscriber_id,
                 )
-        case ev.SubscriberUnsubscribed(subscription_id=subscription_id):
-            _set_status(labour, subscription_id, SubscriberStatus.UNSUBSCRIBED)
         case ev.SubscriberNotificationMethodsUpdated():
             subscription = labour.subscriptions[event.subscription_id]
             subscription.contact_methods = list(event.notification_methods)
         case ev.SubscriberAccessLevelUpdated():
             subscription = labour.subscriptions[event.subscription_id]
             subscription.access_level = event.access_level
-        case ev.SubscriberApproved(subscription_id=subscription_id):
-            _set_status(labour, subscription_id, SubscriberStatus.SUBSCRIBED)
-        case ev.SubscriberRemoved(subscription_id=subscription_id):
-            _set_status(labour, subscription_id, SubscriberStatus.REMOVED)
-        case ev.SubscriberBlocked(subscription_id=subscription_id):
-            _set_status(labour, subscription_id, SubscriberStatus.BLOCKED)
-        case ev.SubscriberUnblocked(subscription_id=subscription_id):
-            _set_status(labour, subscription_id, SubscriberStatus.REMOVED)
         case ev.SubscriberRoleUpdated(subscription_id=subscription_id, role=role):
             labour.subscriptions[subscription_id].role = role
         case _:

@@ -1,7 +1,7 @@
 """Policies of the process manager: the effects that each event causes.
 
 Only nine events have a policy. Contractions, status updates, private notes and
-every other event notify nobody.
+every other event cause no effect.
 """
 
 from fernd.domain import events as ev
@@ -163,7 +163,7 @@ def _labour_update_type_updated(
 
     An application-generated update is named by its message, so the
     `"labour_begun"` note becomes a LabourBegun notification. Any other
-    application message notifies nobody. An update the mother wrote becomes an
+    application message causes no notification. An update the mother wrote becomes an
     AnnouncementPosted notification with its message.
     """
     if event.labour_update_type is not LabourUpdateType.ANNOUNCEMENT:

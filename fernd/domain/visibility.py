@@ -2,8 +2,8 @@
 
 The audience is judged against the state right before the event, because that
 is when the event's subject (an update, a subscription) still exists in its
-old form, and is stored with the event so that a resumed socket is filtered
-the same way as a live one.
+old form. It is stored with the event, so a resumed socket is filtered the
+same way as a live one.
 """
 
 from fernd.domain import events as ev

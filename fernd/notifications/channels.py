@@ -36,7 +36,7 @@ _ADDRESSES = re.compile(r"[^\s@]+@[^\s@]+|\+?\d[\d\s-]{6,}\d")
 
 
 class DeliveryError(Exception):
-    """The provider refused the message, or could not be reached in time."""
+    """The provider rejected the message, or could not be reached in time."""
 
 
 def stable_message_id(idempotency_key: str) -> str:
@@ -53,7 +53,7 @@ def redact(text: str) -> str:
 
 
 class AppriseChannels:
-    """The configured channels; `configured(channel)` tells which exist."""
+    """The configured channels; `configured(channel)` reports which exist."""
 
     def __init__(self, settings: NotificationSettings) -> None:
         self._settings = settings

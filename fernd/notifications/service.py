@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 def recipient_reference(payload: SendNotification) -> str:
     """Return the recipient's user id, or for an invite an opaque digest of
-    the address, so that the log holds no contact details."""
+    the address, so that the log contains no contact details."""
     context = payload.context
     if isinstance(context, EmailContext):
         digest = hashlib.sha256(context.email.lower().encode()).hexdigest()[:16]

@@ -56,7 +56,7 @@ class TargetSettings(
 ):
     """An Apprise URL with `{to}` where the recipient's number goes, e.g.
     `twilio://SID:TOKEN@+15551234567/{to}`, given directly or by an
-    environment variable, since it usually holds a secret."""
+    environment variable, since it usually contains a secret."""
 
     url: str | None = None
     url_env: str | None = None

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
-import msgspec
 import trio
 from uuid6 import uuid7
 
@@ -74,13 +73,6 @@ class EventPublisher(Protocol):
 
 # An effect to insert: event sequence, payload, effect type, key, created_at.
 _EffectRow = tuple[int, bytes, str, str, datetime]
-
-
-class _Pending(msgspec.Struct):
-    """The events of one successful command and the request that caused them."""
-
-    events: list[StoredEvent]
-    request: CommandRequest
 
 
 class LabourActor:
@@ -229,8 +221,8 @@ class LabourActor:
         times, so commands on their way to the inbox join this batch.
 
         A command from a socket passes through several tasks before it
-        reaches the inbox; cutting the batch at once would commit, and
-        fsync, pipelined commands one at a time. When nothing else is
+        reaches the inbox. Cutting the batch at once would commit, and fsync,
+        pipelined commands one at a time. When nothing else is
         runnable this returns after one round. The state is read only after
         this, so the write path still has no await.
         """
@@ -278,7 +270,7 @@ class LabourActor:
             self._marked_pending = True
 
         results: list[Outcome] = []
-        pending: list[_Pending] = []
+        new_events: list[StoredEvent] = []
         records: list[tuple[str, str, RecordedOutcome, datetime]] = []
         batch_keys: dict[tuple[str, str], RecordedOutcome] = {}
         effects: list[_EffectRow] = []
@@ -288,7 +280,7 @@ class LabourActor:
 
         for request in batch:
             try:
-                outcome, new_events, record = self._decide_one(
+                outcome, command_events, record = self._decide_one(
                     request, batch_keys, effects
                 )
             except Exception:
@@ -297,7 +289,7 @@ class LabourActor:
                     request.command.name,
                     self.labour_id,
                 )
-                outcome, new_events, record = INTERNAL_ERROR, [], None
+                outcome, command_events, record = INTERNAL_ERROR, [], None
                 state_broken = True
             results.append(outcome)
             if record is not None and request.key is not None:
@@ -305,10 +297,8 @@ class LabourActor:
                 records.append(
                     (request.caller.user_id, request.key, record, request.now)
                 )
-            if new_events:
-                pending.append(_Pending(new_events, request))
+            new_events += command_events
 
-        new_events = [stored for item in pending for stored in item.events]
         try:
             with self.database.connection:
                 for stored in new_events:
@@ -445,12 +435,15 @@ class LabourActor:
     def remember_user(self, user: User, caller: Caller) -> None:
         """Store the caller's profile when they are the mother or hold a
         subscription, and it differs from the stored one."""
-        if caller.is_internal or self.state is None:
+        # Unchanged profiles, the common case, skip principal resolution.
+        if (
+            caller.is_internal
+            or self.state is None
+            or self.users.get(user.user_id) == user
+        ):
             return
         principal = resolve_principal(self.state, caller)
         if principal.kind not in (PrincipalKind.MOTHER, PrincipalKind.SUBSCRIBER):
-            return
-        if self.users.get(user.user_id) == user:
             return
         self.database.save_user(user)
         self.users[user.user_id] = user

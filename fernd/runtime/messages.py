@@ -1,4 +1,4 @@
-"""What callers hand to a labour actor, and what they get back."""
+"""Requests that callers hand to a labour actor, and the outcomes they get back."""
 
 from datetime import datetime
 

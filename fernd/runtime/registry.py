@@ -1,8 +1,8 @@
 """LabourRegistry: maps a labour id to its running LabourActor.
 
 Activation opens the labour's database and starts its actor in the registry's
-nursery. Callers hold a lease on the actor while they use it; an actor
-hibernates only with no lease, an empty inbox and an idle alarm, and the
+nursery. Callers hold a lease on the actor while they use it. An actor
+hibernates only with no lease, an empty inbox and an idle alarm. That
 decision is taken without an `await`, so a lease and a hibernation never
 overlap. A caller that finds an actor closing waits for it to close and then
 activates the labour again.
@@ -195,8 +195,8 @@ class LabourRegistry:
             )
 
     def may_hibernate(self, actor: LabourActor) -> bool:
-        """Mark `actor` closing when nobody holds it; called without an await
-        between the actor's idle check and this decision."""
+        """Mark `actor` closing when no caller holds a lease on it. The actor
+        calls this with no await between its idle check and this decision."""
         if actor.leases:
             return False
         actor.closing = True

@@ -24,6 +24,7 @@ from fernd.storage.sqlite import (
     checkpoint_and_close,
     migrate,
     open_database,
+    rows_as_dicts,
     translate_errors,
 )
 
@@ -517,14 +518,4 @@ class LabourDatabase:
             " last_error, created_at FROM pending_effects ORDER BY created_at,"
             " effect_id"
         )
-        return _rows_as_dicts(cursor)
-
-
-def _rows_as_dicts(cursor: apsw.Cursor) -> list[dict[str, Any]]:
-    """Return the cursor's rows as dicts keyed by column name; an empty result
-    gives an empty list (apsw has no description once a query is done)."""
-    try:
-        names = [column[0] for column in cursor.getdescription()]
-    except apsw.ExecutionCompleteError:
-        return []
-    return [dict(zip(names, row, strict=True)) for row in cursor]
+        return rows_as_dicts(cursor)

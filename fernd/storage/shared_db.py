@@ -2,14 +2,13 @@
 per-labour checkpoints, the labour directory and the idempotency records of
 `POST /api/v1/labour/plan`.
 
-This is the only module that knows the shared store is SQLite.
+No other module depends on the shared store being SQLite.
 """
 
 import logging
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import apsw
@@ -19,11 +18,13 @@ from fernd.domain import events as ev
 from fernd.domain.constants import MAX_PROJECTOR_ERROR_COUNT
 from fernd.domain.datetimes import sortable_datetime
 from fernd.domain.enums import LabourPhase, SubscriberStatus
+from fernd.domain.labour import SUBSCRIPTION_STATUS_AFTER
 from fernd.storage.labour_db import RecordedOutcome, StoredEvent
 from fernd.storage.sqlite import (
     checkpoint_and_close,
     migrate,
     open_database,
+    rows_as_dicts,
     translate_errors,
 )
 
@@ -144,15 +145,6 @@ class SubscriptionStatusReadModel(msgspec.Struct, kw_only=True):
     updated_at: datetime
 
 
-_SUBSCRIPTION_STATUS_AFTER: dict[type[ev.Event], SubscriberStatus] = {
-    ev.SubscriberApproved: SubscriberStatus.SUBSCRIBED,
-    ev.SubscriberUnsubscribed: SubscriberStatus.UNSUBSCRIBED,
-    ev.SubscriberRemoved: SubscriberStatus.REMOVED,
-    ev.SubscriberBlocked: SubscriberStatus.BLOCKED,
-    ev.SubscriberUnblocked: SubscriberStatus.REMOVED,
-}
-
-
 class SharedProjectionError(Exception):
     """A shared projector found no row for an event that changes one."""
 
@@ -228,7 +220,7 @@ def _subscription_status(connection: apsw.Connection, stored: StoredEvent) -> bo
                 (str(event.labour_id),),
             )
             return True
-    status = _SUBSCRIPTION_STATUS_AFTER.get(type(event))
+    status = SUBSCRIPTION_STATUS_AFTER.get(type(event))
     if status is None:
         return False
     subscription_id = str(event.subscription_id)  # type: ignore[attr-defined]
@@ -580,7 +572,7 @@ class SharedDatabase:
             f" FROM notification_log{where} ORDER BY created_at DESC LIMIT ?",
             (*bindings, limit),
         )
-        return _rows_as_dicts(cursor)
+        return rows_as_dicts(cursor)
 
     # Contact messages
 
@@ -622,7 +614,7 @@ class SharedDatabase:
             " FROM contact_messages ORDER BY created_at DESC LIMIT ?",
             (limit,),
         )
-        return _rows_as_dicts(cursor)
+        return rows_as_dicts(cursor)
 
     # Labour directory: which labours have work left after a restart
 
@@ -674,13 +666,3 @@ def _labour_status_model(row: tuple) -> LabourStatusReadModel:  # type: ignore[t
         created_at=datetime.fromisoformat(row[5]),
         updated_at=datetime.fromisoformat(row[6]),
     )
-
-
-def _rows_as_dicts(cursor: apsw.Cursor) -> list[dict[str, Any]]:
-    """Return the cursor's rows as dicts keyed by column name; an empty result
-    gives an empty list (apsw has no description once a query is done)."""
-    try:
-        names = [column[0] for column in cursor.getdescription()]
-    except apsw.ExecutionCompleteError:
-        return []
-    return [dict(zip(names, row, strict=True)) for row in cursor]

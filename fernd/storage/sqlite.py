@@ -4,6 +4,7 @@ import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import apsw
 
@@ -77,3 +78,13 @@ def checkpoint_and_close(connection: apsw.Connection) -> None:
     with contextlib.suppress(apsw.Error):
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     connection.close()
+
+
+def rows_as_dicts(cursor: apsw.Cursor) -> list[dict[str, Any]]:
+    """Return the cursor's rows as dicts keyed by column name. An empty result
+    gives an empty list, because apsw has no description once a query ends."""
+    try:
+        names = [column[0] for column in cursor.getdescription()]
+    except apsw.ExecutionCompleteError:
+        return []
+    return [dict(zip(names, row, strict=True)) for row in cursor]

@@ -121,7 +121,7 @@ class MailSink:
             self._controller = None
 
     def reject_next(self, count: int) -> None:
-        """Answer the next `count` messages with a transient failure (451)."""
+        """Reply to the next `count` messages with a transient failure (451)."""
         with self._handler.lock:
             self._handler.rejections_left = count
 
@@ -133,7 +133,7 @@ class MailSink:
 
     @property
     def rejected(self) -> list[ReceivedMail]:
-        """The messages answered with a transient failure, oldest first."""
+        """The messages that got a transient failure, oldest first."""
         with self._handler.lock:
             return list(self._handler.rejected)
 
@@ -155,7 +155,7 @@ class ReceivedPost:
 
 
 class JsonSink:
-    """An HTTP server on 127.0.0.1 that answers every POST with 200 and stores
+    """An HTTP server on 127.0.0.1 that replies to every POST with 200 and stores
     its JSON body. Apprise's `json://` URLs post `version`, `title`,
     `message`, `type` and any `:name=value` extras of the URL."""
 

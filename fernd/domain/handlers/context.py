@@ -1,4 +1,4 @@
-"""What a command handler needs besides the state and the command."""
+"""The context a command handler needs besides the state and the command."""
 
 from collections.abc import Callable
 from datetime import datetime

@@ -1,4 +1,4 @@
-"""What every projector shares: the error it raises and timestamp helpers."""
+"""Shared parts of the projectors: the error they raise and timestamp helpers."""
 
 from datetime import datetime
 from typing import Protocol

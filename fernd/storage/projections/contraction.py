@@ -10,7 +10,6 @@ from fernd.domain import events as ev
 from fernd.storage.labour_db import StoredEvent
 from fernd.storage.projections.base import (
     ProjectionError,
-    parse_stamp,
     require_change,
     stamp,
 )
@@ -160,6 +159,3 @@ def list_contractions(
             (key, key, key_id, limit),
         )
     return [_model(row) for row in rows]
-
-
-__all__ = ["ContractionProjector", "ContractionReadModel", "parse_stamp"]

@@ -13,6 +13,7 @@ from fernd.domain.enums import (
     SubscriberRole,
     SubscriberStatus,
 )
+from fernd.domain.labour import SUBSCRIPTION_STATUS_AFTER
 from fernd.storage.labour_db import StoredEvent
 from fernd.storage.projections.base import require_change, stamp
 
@@ -28,15 +29,6 @@ class SubscriptionReadModel(msgspec.Struct, kw_only=True):
     created_at: datetime
     updated_at: datetime
 
-
-# The status each subscription event sets.
-_STATUS_AFTER: dict[type[ev.Event], SubscriberStatus] = {
-    ev.SubscriberApproved: SubscriberStatus.SUBSCRIBED,
-    ev.SubscriberUnsubscribed: SubscriberStatus.UNSUBSCRIBED,
-    ev.SubscriberRemoved: SubscriberStatus.REMOVED,
-    ev.SubscriberBlocked: SubscriberStatus.BLOCKED,
-    ev.SubscriberUnblocked: SubscriberStatus.REMOVED,
-}
 
 _methods_encoder = msgspec.json.Encoder()
 _methods_decoder = msgspec.json.Decoder(list[SubscriberContactMethod])
@@ -100,7 +92,7 @@ class SubscriptionProjector:
             case ev.LabourDeleted():
                 connection.execute("DELETE FROM subscriptions")
             case _:
-                status = _STATUS_AFTER.get(type(event))
+                status = SUBSCRIPTION_STATUS_AFTER.get(type(event))
                 if status is not None:
                     subscription_id = event.subscription_id  # type: ignore[attr-defined]
                     self._update(
