@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 _OPERATOR_COMMAND_MODULES: tuple[str, ...] = (
     "fernd.ops.backup_cli",
     "fernd.ops.data_cli",
+    "fernd.auth.key_cli",
+    "fernd.auth.account_cli",
+    "fernd.ops.admin_client_cli",
 )
 
 # Exit status for invalid usage or configuration, as argparse uses.

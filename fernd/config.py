@@ -122,6 +122,7 @@ ProxyList = Annotated[
         "(comma-separated in an environment variable)"
     ),
 ]
+Switch = Annotated[bool, _describe("true or false")]
 LogLevel = Annotated[
     Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
     _describe('one of "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"'),
@@ -171,6 +172,31 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     request_access_failures_limit: AttemptCount = 10
     # One hour, the window in which request_access_failures_limit counts.
     request_access_window: PositiveWholeSeconds = 3600
+    # Anyone who reaches the server may create an account. With false, only
+    # `fernd admin create-user` creates accounts.
+    allow_registration: Switch = True
+    # Fifteen minutes: a leaked access token is useful for at most this long,
+    # and the app refreshes it without the user noticing.
+    access_token_lifetime: PositiveWholeSeconds = 900
+    # Thirty days signed in on one device without typing the password again.
+    refresh_token_lifetime: PositiveWholeSeconds = 2592000
+    # One hour to follow the link of a password reset email.
+    password_reset_lifetime: PositiveWholeSeconds = 3600
+    # Wrong passwords for one account within login_window before every login
+    # to it gets 429; slows guessing to a few passwords a minute.
+    login_failures_per_account: AttemptCount = 10
+    # Wrong passwords from one client address within login_window, over all
+    # accounts, before its logins get 429.
+    login_failures_per_address: AttemptCount = 50
+    # Fifteen minutes, the window of both login limits.
+    login_window: PositiveWholeSeconds = 900
+    # Accounts one client address may create within account_request_window.
+    registrations_per_address: AttemptCount = 20
+    # Password reset emails one client address may ask for within
+    # account_request_window.
+    password_resets_per_address: AttemptCount = 5
+    # One hour, the window of the registration and password reset limits.
+    account_request_window: PositiveWholeSeconds = 3600
     # Empty: the client address is the TCP peer, and X-Forwarded-For is ignored.
     trusted_proxies: ProxyList = []
     # Records starts, stops and errors without debugging detail.

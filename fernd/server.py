@@ -14,7 +14,11 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from fernd.api.app import Api, create_app
 from fernd.api.contact import ContactMessage
-from fernd.auth.tokens import LocalTokenIssuer, TokenVerifier
+from fernd.auth.account_mail import reset_mailer
+from fernd.auth.accounts import AccountService
+from fernd.auth.signing_keys import max_token_lifetime
+from fernd.auth.tokens import LocalTokenIssuer
+from fernd.auth.verifier import build_verifier
 from fernd.config import Settings
 from fernd.domain.constants import MAX_REQUEST_BODY_BYTES
 from fernd.notifications.channels import AppriseChannels
@@ -24,6 +28,7 @@ from fernd.notifications.settings import load_notification_settings
 from fernd.runtime.metrics import Metrics, log_metrics
 from fernd.runtime.registry import LabourRegistry
 from fernd.runtime.sockets import CLOSE_GOING_AWAY, SocketHub
+from fernd.storage.accounts_db import AccountStore
 from fernd.storage.shared_db import SharedDatabase
 
 logger = logging.getLogger(__name__)
@@ -88,6 +93,33 @@ def _notification_service(
     return NotificationService(Renderer(settings.public_url), channels, shared)
 
 
+def _account_service(
+    settings: Settings,
+    shared: SharedDatabase,
+    issuer: LocalTokenIssuer,
+    notifications: NotificationService,
+    nursery: trio.Nursery,
+) -> AccountService:
+    """Build the account service; password reset emails go out in `nursery`."""
+    mailer = reset_mailer(notifications, settings.password_reset_lifetime)
+    if mailer is None:
+        logger.info(
+            "Password reset by email is off because no email channel is"
+            " configured; `fernd admin reset-password` resets passwords"
+        )
+    return AccountService(
+        AccountStore(shared.connection),
+        issuer,
+        allow_registration=settings.allow_registration,
+        access_token_lifetime=settings.access_token_lifetime,
+        refresh_token_lifetime=settings.refresh_token_lifetime,
+        password_reset_lifetime=settings.password_reset_lifetime,
+        public_url=settings.public_url,
+        reset_mailer=mailer,
+        spawn=nursery.start_soon,
+    )
+
+
 def _contact_forwarder(
     nursery: trio.Nursery, notifications: NotificationService, shared: SharedDatabase
 ) -> Callable[[str, ContactMessage], None]:
@@ -131,18 +163,22 @@ async def serve_async(
     _raise_open_file_limit()
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    shared = SharedDatabase.open(data_dir, settings.sqlite_synchronous)
-    issuer = LocalTokenIssuer(data_dir)
-    verifier = TokenVerifier(
-        issuer,
-        leeway_seconds=settings.token_leeway,
-        admin_user_ids=frozenset(settings.admin_user_ids),
+    # Built before the databases open, so an invalid [auth] table or signing
+    # key stops the start with its message.
+    issuer = LocalTokenIssuer(
+        data_dir,
+        max_token_lifetime=max_token_lifetime(
+            settings.token_lifetime, settings.access_token_lifetime
+        ),
     )
+    verifier = build_verifier(settings, issuer)
+    shared = SharedDatabase.open(data_dir, settings.sqlite_synchronous)
     try:
         # Built before any task starts, so an invalid [notifications] table is
         # reported as a configuration error, not from inside a nursery.
         notifications = _notification_service(settings, shared)
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(verifier.refresh_keys_periodically)
             hub = SocketHub()
             registry = LabourRegistry(
                 settings, shared, publishers=[hub], notification_sender=notifications
@@ -155,6 +191,9 @@ async def serve_async(
             api = Api(settings, registry, shared, verifier)
             api.metrics_source = metrics
             api.forward_contact = _contact_forwarder(nursery, notifications, shared)
+            api.accounts = _account_service(
+                settings, shared, issuer, notifications, nursery
+            )
             app = create_app(api, hub)
             config = hypercorn_config(settings)
             shutdown = trio.Event()

@@ -36,12 +36,13 @@ from fernd.api.errors import (
     invalid_request,
 )
 from fernd.api.queries import parse_limit_text, parse_query, run_query
+from fernd.auth.accounts import AccountService
 from fernd.auth.tokens import (
     AuthenticationError,
-    TokenVerifier,
     VerifiedToken,
     bearer_token,
 )
+from fernd.auth.verifier import MultiIssuerVerifier
 from fernd.config import Settings, parse_networks
 from fernd.domain import commands as cmd
 from fernd.domain.authorization import Caller
@@ -114,6 +115,8 @@ _ROUTE_MODULES: tuple[str, ...] = (
     "fernd.api.health_routes",
     "fernd.api.export_routes",
     "fernd.api.admin_routes",
+    "fernd.api.jwks_routes",
+    "fernd.api.account_routes",
 )
 _LOG_STATUSES = frozenset({"REQUESTED", "RENDERED", "SENT", "FAILED", "SKIPPED"})
 _CHANNELS = frozenset({"EMAIL", "SMS", "WHATSAPP"})
@@ -221,7 +224,7 @@ class Api:
         settings: Settings,
         registry: LabourRegistry,
         shared: SharedDatabase,
-        verifier: TokenVerifier,
+        verifier: MultiIssuerVerifier,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -242,6 +245,8 @@ class Api:
         )
         # When each user's last rejection was logged, by time.monotonic().
         self._request_access_logged_at: dict[str, float] = {}
+        # Set by the server: fernd's own accounts.
+        self.accounts: AccountService | None = None
         # Called with each stored contact message to forward it to the operator.
         self.forward_contact: Callable[[str, ContactMessage], None] | None = None
 
@@ -313,17 +318,26 @@ class Api:
         reached the labour or did not fail on the share token."""
         self.request_access_limiter.cancel(user_id, reservation)
 
+    async def verify_bearer_token(self) -> None:
+        """Verify the request's bearer token, if any, and keep the result for
+        `authenticate`. Verification may wait for an issuer's keys, so it
+        runs before the route, which calls `authenticate` without awaiting."""
+        token = bearer_token(request.headers.get("Authorization"))
+        if token is None:
+            return
+        try:
+            g.verified_token = await self.verifier.verify(token)
+        except AuthenticationError:
+            g.verified_token = None
+
     def authenticate(self) -> VerifiedToken:
         header = request.headers.get("Authorization")
         if header is None:
             raise ApiError(401, "unauthenticated", NOT_AUTHENTICATED)
-        token = bearer_token(header)
-        if token is None:
+        verified: VerifiedToken | None = g.get("verified_token")
+        if verified is None:
             raise ApiError(401, "unauthenticated", VERIFICATION_FAILED)
-        try:
-            return self.verifier.verify(token)
-        except AuthenticationError:
-            raise ApiError(401, "unauthenticated", VERIFICATION_FAILED) from None
+        return verified
 
     @staticmethod
     def caller_of(verified: VerifiedToken) -> Caller:
@@ -653,6 +667,12 @@ def create_app(api: Api, hub: SocketHub) -> QuartTrio:
                 b"", status=200, headers={"Access-Control-Max-Age": PREFLIGHT_MAX_AGE}
             )
         return None
+
+    # Registered after check_origin, so a request from a refused origin or a
+    # preflight of a known route gets its reply without verifying a token.
+    @app.before_request
+    async def verify_bearer_token() -> None:
+        await api.verify_bearer_token()
 
     @app.after_request
     async def add_headers(response: Response) -> Response:

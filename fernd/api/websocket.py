@@ -363,7 +363,7 @@ async def connect(api: Api, hub: SocketHub, labour_id_text: str) -> Response | N
     if token is None:
         return _reject(401, "unauthenticated", NOT_AUTHENTICATED)
     try:
-        verified = api.verifier.verify(token)
+        verified = await api.verifier.verify(token)
     except AuthenticationError:
         return _reject(401, "unauthenticated", VERIFICATION_FAILED)
     try:

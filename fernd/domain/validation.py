@@ -1,5 +1,6 @@
 """Field rules that commands check before their state preconditions."""
 
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -15,6 +16,7 @@ from fernd.domain.constants import (
 from fernd.domain.errors import ValidationError
 
 _FUTURE_TOLERANCE = timedelta(seconds=CONTRACTION_FUTURE_TOLERANCE_SECONDS)
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
 def check_intensity(intensity: int) -> None:
@@ -62,6 +64,11 @@ def is_valid_email(address: str) -> bool:
         return False
     local, domain = address.split("@")
     return bool(local) and "." in domain
+
+
+def is_e164_phone_number(number: str) -> bool:
+    """Apply E.164: a `+` and 7 to 15 ASCII digits, the first from 1 to 9."""
+    return _E164.fullmatch(number) is not None
 
 
 def check_invite_email(address: str) -> None:

@@ -12,7 +12,11 @@ from typing import TYPE_CHECKING
 from fernd.domain.effects import EmailContext, SendNotification
 from fernd.domain.enums import NotificationChannel
 from fernd.notifications.channels import AppriseChannels, DeliveryError, redact
-from fernd.notifications.render import NotificationError, Renderer
+from fernd.notifications.render import (
+    NotificationError,
+    RenderedNotification,
+    Renderer,
+)
 from fernd.runtime.effects import EffectFailed, EffectSkipped
 from fernd.storage.shared_db import SharedDatabase
 
@@ -105,6 +109,20 @@ class NotificationService:
             actor.labour_id,
             recipient_reference(payload),
         )
+
+    @property
+    def email_configured(self) -> bool:
+        return self._channels is not None and self._channels.configured(
+            NotificationChannel.EMAIL
+        )
+
+    async def send_email(self, rendered: RenderedNotification, key: str) -> None:
+        """Deliver an email that belongs to no labour, such as a password
+        reset. Raises DeliveryError when the email channel refuses it or is
+        not configured."""
+        if self._channels is None or not self.email_configured:
+            raise DeliveryError("EMAIL channel not configured")
+        await self._channels.deliver(rendered, key)
 
     async def send_to_operator(self, title: str, body: str) -> bool:
         """Forward a message to the operator's Apprise URLs; False when none

@@ -111,6 +111,39 @@ _MIGRATIONS = [
         created_at TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE accounts (
+        user_id TEXT PRIMARY KEY,
+        email TEXT NOT NULL,
+        email_key TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        name TEXT,
+        first_name TEXT,
+        last_name TEXT,
+        phone_number TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE refresh_tokens (
+        token_hash TEXT PRIMARY KEY,
+        family_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        rotated_at TEXT,
+        revoked_at TEXT
+    );
+    CREATE INDEX refresh_tokens_by_family ON refresh_tokens (family_id);
+    CREATE INDEX refresh_tokens_by_user ON refresh_tokens (user_id);
+    CREATE TABLE password_resets (
+        token_hash TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        used_at TEXT
+    );
+    CREATE INDEX password_resets_by_user ON password_resets (user_id);
+    """,
 ]
 
 LABOUR_STATUS_PROJECTOR = "LabourStatusReadModelProjector"

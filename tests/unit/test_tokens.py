@@ -1,4 +1,5 @@
-"""The installation signing key, LocalTokenIssuer and TokenVerifier."""
+"""The installation signing key, LocalTokenIssuer, TokenVerifier, and
+MultiIssuerVerifier with external issuers whose keys come from a JWKS file."""
 
 import base64
 import hashlib
@@ -8,15 +9,25 @@ import logging
 import os
 import stat
 import threading
+import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from cryptography.hazmat.primitives import serialization
 from joserfc import jwt
-from joserfc.jwk import OctKey, OKPKey
+from joserfc.errors import SecurityWarning
+from joserfc.jwk import ECKey, Key, OctKey, OKPKey, RSAKey
 
+from fernd.auth.jwks import (
+    UNKNOWN_KID_REFRESH_INTERVAL_SECONDS,
+    JwksError,
+    display_source,
+    parse_jwks,
+)
+from fernd.auth.settings import IssuerSettings
 from fernd.auth.tokens import (
     AuthenticationError,
     LocalTokenIssuer,
@@ -27,6 +38,7 @@ from fernd.auth.tokens import (
     load_or_create_signing_key,
     signing_key_path,
 )
+from fernd.auth.verifier import MultiIssuerVerifier
 
 # joserfc warns that the name "EdDSA" is deprecated; the tests sign with it
 # on purpose, exactly as fernd does.
@@ -597,3 +609,402 @@ def test_verify_admin_claim_from_other_key_rejected(
     other = LocalTokenIssuer(tmp_path / "other")
     token = other.issue("user-1", admin=True, ttl_seconds=TTL_SECONDS, now=NOW)
     assert_rejected(verifier, token)
+
+
+# --- external issuers ---------------------------------------------------------
+
+EXTERNAL_ISSUER = "https://id.example.org/"
+AUDIENCE = "fernd"
+# Generated once: an RSA key takes a noticeable time to generate.
+PROVIDER_RSA_KEY = RSAKey.generate_key(2048, parameters={"kid": "rsa-1"})
+PROVIDER_EC_KEY = ECKey.generate_key("P-256", parameters={"kid": "ec-1"})
+with warnings.catch_warnings():
+    # joserfc warns about the short key this test makes on purpose.
+    warnings.simplefilter("ignore", SecurityWarning)
+    SHORT_RSA_KEY = RSAKey.generate_key(1024, parameters={"kid": "rsa-1"})
+
+
+def write_jwks(path: Path, *keys: Key, extra: list[dict[str, Any]] = ()) -> Path:
+    """Write a JWKS with the public parts of `keys`, plus `extra` entries."""
+    entries = [key.as_dict(private=False) for key in keys] + list(extra)
+    path.write_text(json.dumps({"keys": entries}))
+    return path
+
+
+def external_claims(**changes: Any) -> dict[str, Any]:
+    issued_at = int(NOW.timestamp())
+    claims: dict[str, Any] = {
+        "sub": "ext-user-1",
+        "iss": EXTERNAL_ISSUER,
+        "aud": AUDIENCE,
+        "iat": issued_at,
+        "exp": issued_at + TTL_SECONDS,
+        "given_name": "Ann",
+        "family_name": "Lee",
+        "email": "ann@example.org",
+    }
+    claims.update(changes)
+    return {key: value for key, value in claims.items() if value is not None}
+
+
+def external_token(
+    key: Key, alg: str, claims: dict[str, Any] | None = None, **header: Any
+) -> str:
+    full_header = {"alg": alg, "kid": key.kid, **header}
+    full_header = {name: value for name, value in full_header.items() if value}
+    return jwt.encode(full_header, claims or external_claims(), key, algorithms=[alg])
+
+
+@pytest.fixture
+def jwks_path(tmp_path: Path) -> Path:
+    return write_jwks(tmp_path / "jwks.json", PROVIDER_RSA_KEY, PROVIDER_EC_KEY)
+
+
+def issuer_settings(jwks_path: Path, **changes: Any) -> IssuerSettings:
+    values: dict[str, Any] = {
+        "issuer": EXTERNAL_ISSUER,
+        "audience": AUDIENCE,
+        "jwks_file": str(jwks_path),
+        "algorithms": ("RS256", "ES256"),
+    }
+    values.update(changes)
+    return IssuerSettings(**values)
+
+
+@pytest.fixture
+def multi(issuer: LocalTokenIssuer, jwks_path: Path) -> MultiIssuerVerifier:
+    return MultiIssuerVerifier(
+        issuer,
+        [issuer_settings(jwks_path)],
+        leeway_seconds=LEEWAY_SECONDS,
+        admin_user_ids=frozenset({"admin-1"}),
+    )
+
+
+async def assert_multi_rejected(
+    verifier: MultiIssuerVerifier, token: str, now: datetime = NOW
+) -> str:
+    with pytest.raises(AuthenticationError) as raised:
+        await verifier.verify(token, now=now)
+    message = str(raised.value)
+    assert token not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("key", "alg"), [(PROVIDER_RSA_KEY, "RS256"), (PROVIDER_EC_KEY, "ES256")]
+)
+async def test_external_token_verified(
+    multi: MultiIssuerVerifier, key: Key, alg: str
+) -> None:
+    verified = await multi.verify(external_token(key, alg), now=NOW)
+    assert verified.user.user_id == "ext-user-1"
+    assert verified.user.issuer == EXTERNAL_ISSUER
+    assert verified.user.name == "Ann Lee"
+    assert verified.user.email == "ann@example.org"
+    assert verified.expires_at == NOW + timedelta(seconds=TTL_SECONDS)
+    assert verified.is_admin is False
+
+
+async def test_external_audience_list_accepted(multi: MultiIssuerVerifier) -> None:
+    claims = external_claims(aud=["other", AUDIENCE])
+    token = external_token(PROVIDER_RSA_KEY, "RS256", claims)
+    assert (await multi.verify(token, now=NOW)).user.user_id == "ext-user-1"
+
+
+async def test_external_token_without_kid_verified(
+    issuer: LocalTokenIssuer, tmp_path: Path
+) -> None:
+    path = write_jwks(tmp_path / "one.json", PROVIDER_EC_KEY)
+    verifier = MultiIssuerVerifier(issuer, [issuer_settings(path)])
+    token = external_token(PROVIDER_EC_KEY, "ES256", kid=None)
+    assert (await verifier.verify(token, now=NOW)).user.user_id == "ext-user-1"
+
+
+async def test_external_admin_claim_ignored(multi: MultiIssuerVerifier) -> None:
+    claims = external_claims(fernd_admin=True)
+    token = external_token(PROVIDER_RSA_KEY, "RS256", claims)
+    assert (await multi.verify(token, now=NOW)).is_admin is False
+
+
+async def test_external_admin_user_id_marks_admin(multi: MultiIssuerVerifier) -> None:
+    token = external_token(PROVIDER_RSA_KEY, "RS256", external_claims(sub="admin-1"))
+    assert (await multi.verify(token, now=NOW)).is_admin is True
+
+
+async def test_external_claim_names_configured(
+    issuer: LocalTokenIssuer, jwks_path: Path
+) -> None:
+    settings = issuer_settings(jwks_path, claims={"user_id": "oid", "email": "mail"})
+    verifier = MultiIssuerVerifier(issuer, [settings])
+    claims = external_claims(oid="object-7", mail="ann@corp.example")
+    verified = await verifier.verify(
+        external_token(PROVIDER_RSA_KEY, "RS256", claims), now=NOW
+    )
+    assert verified.user.user_id == "object-7"
+    assert verified.user.email == "ann@corp.example"
+    assert verified.user.first_name == "Ann"
+
+
+async def test_external_configured_user_id_claim_missing_rejected(
+    issuer: LocalTokenIssuer, jwks_path: Path
+) -> None:
+    verifier = MultiIssuerVerifier(
+        issuer, [issuer_settings(jwks_path, claims={"user_id": "oid"})]
+    )
+    token = external_token(PROVIDER_RSA_KEY, "RS256")
+    assert "user id" in await assert_multi_rejected(verifier, token)
+
+
+async def test_local_token_verified_by_multi_verifier(
+    issuer: LocalTokenIssuer, multi: MultiIssuerVerifier
+) -> None:
+    token = issuer.issue("user-1", admin=True, ttl_seconds=TTL_SECONDS, now=NOW)
+    verified = await multi.verify(token, now=NOW)
+    assert verified.user.issuer == "fernd"
+    assert verified.is_admin is True
+
+
+async def test_multi_verifier_naive_now_rejected(
+    issuer: LocalTokenIssuer, multi: MultiIssuerVerifier
+) -> None:
+    token = issuer.issue("user-1", ttl_seconds=TTL_SECONDS, now=NOW)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        await multi.verify(token, now=datetime(2024, 5, 1, 10))
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"iss": "https://evil.example.org/"}, "issuer is not accepted"),
+        ({"iss": None}, "no iss"),
+        ({"iss": ["https://id.example.org/"]}, "issuer is not accepted"),
+        ({"iss": "internal"}, "internal"),
+        ({"aud": None}, "aud"),
+        ({"aud": "other"}, "aud"),
+        ({"aud": ["other"]}, "aud"),
+        ({"sub": None}, "sub"),
+        ({"exp": None}, "exp"),
+        ({"exp": int(NOW.timestamp()) - LEEWAY_SECONDS - 1}, "expired"),
+        ({"nbf": int(NOW.timestamp()) + LEEWAY_SECONDS + 1}, "nbf"),
+        ({"iat": int(NOW.timestamp()) + LEEWAY_SECONDS + 1}, "iat"),
+    ],
+)
+async def test_external_claims_rejected(
+    multi: MultiIssuerVerifier, changes: dict[str, Any], fragment: str
+) -> None:
+    claims = external_claims()
+    claims.update(changes)
+    claims = {key: value for key, value in claims.items() if value is not None}
+    token = external_token(PROVIDER_RSA_KEY, "RS256", claims)
+    assert fragment in await assert_multi_rejected(multi, token)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"exp": int(NOW.timestamp()) - LEEWAY_SECONDS + 1},
+        {"nbf": int(NOW.timestamp()) + LEEWAY_SECONDS},
+        {"iat": int(NOW.timestamp()) + LEEWAY_SECONDS},
+    ],
+)
+async def test_external_times_within_leeway_accepted(
+    multi: MultiIssuerVerifier, changes: dict[str, Any]
+) -> None:
+    token = external_token(PROVIDER_RSA_KEY, "RS256", external_claims(**changes))
+    assert (await multi.verify(token, now=NOW)).user.user_id == "ext-user-1"
+
+
+async def test_external_algorithm_outside_list_rejected(
+    multi: MultiIssuerVerifier,
+) -> None:
+    token = external_token(PROVIDER_RSA_KEY, "RS512")
+    assert "algorithm" in await assert_multi_rejected(multi, token)
+
+
+@pytest.mark.parametrize("alg", ["none", "None"])
+async def test_external_alg_none_rejected(multi: MultiIssuerVerifier, alg: str) -> None:
+    header = b64url_json({"alg": alg, "kid": PROVIDER_RSA_KEY.kid})
+    await assert_multi_rejected(multi, f"{header}.{b64url_json(external_claims())}.")
+
+
+async def test_external_hs256_with_pem_public_key_rejected(
+    multi: MultiIssuerVerifier,
+) -> None:
+    pem = PROVIDER_RSA_KEY.public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = b64url_json({"alg": "HS256", "typ": "JWT", "kid": PROVIDER_RSA_KEY.kid})
+    signing_input = f"{header}.{b64url_json(external_claims())}"
+    mac = hmac.new(pem, signing_input.encode("ascii"), hashlib.sha256).digest()
+    token = f"{signing_input}.{b64url(mac)}"
+    assert "algorithm" in await assert_multi_rejected(multi, token)
+
+
+async def test_external_tampered_payload_rejected(multi: MultiIssuerVerifier) -> None:
+    header, _, signature = external_token(PROVIDER_RSA_KEY, "RS256").split(".")
+    payload = b64url_json(external_claims(sub="admin-1"))
+    token = f"{header}.{payload}.{signature}"
+    assert "signature" in await assert_multi_rejected(multi, token)
+
+
+async def test_external_key_of_other_type_rejected(
+    multi: MultiIssuerVerifier,
+) -> None:
+    # An ES256 token under the kid of the issuer's RSA key.
+    token = external_token(PROVIDER_EC_KEY, "ES256", kid=PROVIDER_RSA_KEY.kid)
+    assert "unknown key" in await assert_multi_rejected(multi, token)
+
+
+async def test_external_key_as_local_issuer_rejected(
+    multi: MultiIssuerVerifier,
+) -> None:
+    # A provider key cannot sign for fernd's own issuer.
+    token = external_token(PROVIDER_RSA_KEY, "RS256", external_claims(iss="fernd"))
+    assert "algorithm" in await assert_multi_rejected(multi, token)
+
+
+async def test_local_key_as_external_issuer_rejected(
+    data_dir: Path, multi: MultiIssuerVerifier
+) -> None:
+    token = sign(data_dir, external_claims())
+    assert "algorithm" in await assert_multi_rejected(multi, token)
+
+
+async def test_external_declared_alg_of_key_enforced(
+    issuer: LocalTokenIssuer, tmp_path: Path
+) -> None:
+    entry = {**PROVIDER_RSA_KEY.as_dict(private=False), "alg": "RS384"}
+    path = write_jwks(tmp_path / "alg.json", extra=[entry])
+    verifier = MultiIssuerVerifier(issuer, [issuer_settings(path)])
+    token = external_token(PROVIDER_RSA_KEY, "RS256")
+    assert "unknown key" in await assert_multi_rejected(verifier, token)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {**PROVIDER_RSA_KEY.as_dict(private=False), "use": "enc"},
+        OctKey.generate_key(256, parameters={"kid": "rsa-1"}).as_dict(private=True),
+        SHORT_RSA_KEY.as_dict(private=False),
+        {"kty": "RSA", "kid": "rsa-1"},
+        "not a key",
+    ],
+    ids=["use_enc", "symmetric", "short_rsa", "incomplete", "not_object"],
+)
+async def test_external_unusable_jwks_entry_skipped(
+    issuer: LocalTokenIssuer, tmp_path: Path, entry: Any
+) -> None:
+    path = write_jwks(tmp_path / "bad.json", PROVIDER_EC_KEY, extra=[entry])
+    verifier = MultiIssuerVerifier(issuer, [issuer_settings(path)])
+    good = external_token(PROVIDER_EC_KEY, "ES256")
+    assert (await verifier.verify(good, now=NOW)).user.user_id == "ext-user-1"
+    token = external_token(PROVIDER_RSA_KEY, "RS256")
+    assert "unknown key" in await assert_multi_rejected(verifier, token)
+
+
+async def test_external_unknown_kid_refreshes_keys(
+    multi: MultiIssuerVerifier, jwks_path: Path
+) -> None:
+    # The server's background refresh loads the keys first.
+    assert await multi.external[EXTERNAL_ISSUER].keys.refresh()
+    assert await multi.verify(external_token(PROVIDER_EC_KEY, "ES256"), now=NOW)
+    rotated = ECKey.generate_key("P-256", parameters={"kid": "ec-2"})
+    write_jwks(jwks_path, rotated)
+    verified = await multi.verify(external_token(rotated, "ES256"), now=NOW)
+    assert verified.user.user_id == "ext-user-1"
+
+
+async def test_external_unknown_kid_refresh_limited(
+    multi: MultiIssuerVerifier, jwks_path: Path, autojump_clock: Any
+) -> None:
+    unknown = external_token(PROVIDER_EC_KEY, "ES256", kid="no-such-kid")
+    assert "unknown key" in await assert_multi_rejected(multi, unknown)
+
+    rotated = ECKey.generate_key("P-256", parameters={"kid": "ec-2"})
+    write_jwks(jwks_path, rotated)
+    token = external_token(rotated, "ES256")
+    assert "unknown key" in await assert_multi_rejected(multi, token)
+
+    await trio.sleep(UNKNOWN_KID_REFRESH_INTERVAL_SECONDS)
+    assert (await multi.verify(token, now=NOW)).user.user_id == "ext-user-1"
+
+
+async def test_external_failed_refresh_keeps_keys(
+    multi: MultiIssuerVerifier,
+    jwks_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    token = external_token(PROVIDER_RSA_KEY, "RS256")
+    assert await multi.verify(token, now=NOW)
+    jwks_path.write_text("<html>maintenance</html>")
+    source = multi.external[EXTERNAL_ISSUER].keys
+    with caplog.at_level(logging.WARNING, logger="fernd.auth.jwks"):
+        assert await source.refresh() is False
+    assert "keeping 2 cached keys" in caplog.text
+    assert (await multi.verify(token, now=NOW)).user.user_id == "ext-user-1"
+
+
+async def test_external_missing_jwks_file_logged(
+    issuer: LocalTokenIssuer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    verifier = MultiIssuerVerifier(issuer, [issuer_settings(tmp_path / "absent")])
+    token = external_token(PROVIDER_RSA_KEY, "RS256")
+    with caplog.at_level(logging.WARNING, logger="fernd.auth.jwks"):
+        assert "unknown key" in await assert_multi_rejected(verifier, token)
+    assert "Cannot load the keys of issuer" in caplog.text
+    assert token not in caplog.text
+
+
+async def test_external_keys_refreshed_in_background(
+    issuer: LocalTokenIssuer, jwks_path: Path
+) -> None:
+    verifier = MultiIssuerVerifier(issuer, [issuer_settings(jwks_path, jwks_max_age=1)])
+    source = verifier.external[EXTERNAL_ISSUER].keys
+
+    async def wait_for_kids(expected: list[str]) -> None:
+        # The refresh reads the file in a worker thread, so the test polls.
+        with trio.fail_after(10):
+            while sorted(str(key.kid) for key in source.keys) != expected:
+                await trio.sleep(0.05)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(verifier.refresh_keys_periodically)
+        await wait_for_kids(["ec-1", "rsa-1"])
+        rotated = ECKey.generate_key("P-256", parameters={"kid": "ec-2"})
+        write_jwks(jwks_path, rotated)
+        await wait_for_kids(["ec-2"])
+        nursery.cancel_scope.cancel()
+
+
+def test_parse_jwks_without_usable_key_rejected() -> None:
+    with pytest.raises(JwksError, match="no usable signature key"):
+        parse_jwks(json.dumps({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}).encode())
+
+
+@pytest.mark.parametrize("body", [b"[]", b"{}", b'{"keys": {}}', b"not json"])
+def test_parse_jwks_not_a_jwks_rejected(body: bytes) -> None:
+    with pytest.raises(JwksError):
+        parse_jwks(body)
+
+
+def test_parse_jwks_keeps_public_part_only() -> None:
+    document = {"keys": [PROVIDER_EC_KEY.as_dict(private=True)]}
+    [key] = parse_jwks(json.dumps(document).encode())
+    assert not key.is_private
+
+
+def test_display_source_drops_query() -> None:
+    url = "https://id.example.org/jwks.json?key=secret#part"
+    assert display_source(url) == "https://id.example.org/jwks.json"
+
+
+def test_multi_verifier_jwks_lists_local_keys(
+    issuer: LocalTokenIssuer, multi: MultiIssuerVerifier
+) -> None:
+    [jwk] = multi.jwks(now=NOW)["keys"]
+    assert jwk["kid"] == issuer.key_id
+    assert jwk["alg"] == "EdDSA"
+    assert "d" not in jwk
