@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run test lint bench bench-quick clean
+.PHONY: run test lint bench bench-quick bench-smoke bench-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +24,24 @@ lint: $(STAMP)
 	$(BIN)/ruff check fernd tests bench
 	$(BIN)/ruff format --check fernd tests bench
 
-bench: $(STAMP)
+# The benchmarks also need the bench extra (the eventsourcing library).
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
-bench-quick: $(STAMP)
+bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m bench --quick
+
+bench-smoke: $(BENCH_STAMP)
+	$(BIN)/python -m bench --smoke
+
+# wrk drives the HTTP benchmark; without it, bench/httpload.py does.
+# Debian and Ubuntu package it; run as root.
+bench-deps:
+	apt-get install -y wrk
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -19,6 +19,7 @@ import trio
 from trio_websocket import open_websocket_url
 from uuid6 import uuid7
 
+from bench.runs import Mode, guarded, percentile, pick
 from bench.server import BenchServer
 from bench.wsclient import pipelined_commands_per_second
 from fernd.config import Settings
@@ -35,11 +36,6 @@ SUBPROTOCOL_PREFIX = "base64url.bearer.authorization.fernlabour.com."
 # clients' connect timeouts; this many handshakes at a time keeps up.
 HANDSHAKES_IN_FLIGHT = 64
 CONNECT_TIMEOUT_SECONDS = 120
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def _raise_file_limit() -> None:
@@ -79,12 +75,12 @@ def _update_message(labour_id: str, index: int) -> str:
     )
 
 
-def websocket_pipelining(quick: bool) -> dict[str, Any]:
-    commands = 1000 if quick else 5000
+def websocket_pipelining(mode: Mode) -> dict[str, Any]:
+    commands = pick(mode, full=5000, quick=1000, smoke=200)
     rates = []
     with BenchServer() as server:
         host, port = server.base_url.removeprefix("http://").rsplit(":", 1)
-        for _ in range(1 if quick else 3):
+        for _ in range(pick(mode, full=3, quick=1, smoke=1)):
             token = server.token("bench-ws-mother")
             labour_id = _plan(server, token)
             rates.append(
@@ -145,16 +141,17 @@ async def _reactivation(events: int, samples: int) -> list[float]:
     return timings
 
 
-def reactivation(quick: bool) -> list[dict[str, Any]]:
+def reactivation(mode: Mode) -> list[dict[str, Any]]:
     rows = []
-    for events in (100, 500, 5000):
-        timings = trio.run(_reactivation, events, 5 if quick else 40)
+    sizes = pick(mode, full=(100, 500, 5000), quick=(100, 500, 5000), smoke=(20, 50))
+    for events in sizes:
+        timings = trio.run(_reactivation, events, pick(mode, full=40, quick=5, smoke=3))
         rows.append(
             {
                 "benchmark": "re-activate a hibernated labour",
                 "events": events,
                 "median_ms": round(statistics.median(timings), 2),
-                "p99_ms": round(_percentile(timings, 0.99), 2),
+                "p99_ms": round(percentile(timings, 0.99), 2),
                 "target": "< 5 ms median at 500 events",
             }
         )
@@ -204,10 +201,12 @@ async def _hold_sockets(server: BenchServer, count: int) -> dict[str, Any]:
     }
 
 
-def socket_memory(quick: bool) -> dict[str, Any]:
+def socket_memory(mode: Mode) -> dict[str, Any]:
     _raise_file_limit()
     with BenchServer() as server:
-        return trio.run(_hold_sockets, server, 500 if quick else 10000)
+        return trio.run(
+            _hold_sockets, server, pick(mode, full=10000, quick=500, smoke=50)
+        )
 
 
 async def _fan_out(server: BenchServer, subscribers: int, rounds: int) -> list[float]:
@@ -266,36 +265,27 @@ async def _fan_out(server: BenchServer, subscribers: int, rounds: int) -> list[f
     return latencies
 
 
-def fan_out(quick: bool) -> dict[str, Any]:
+def fan_out(mode: Mode) -> dict[str, Any]:
     _raise_file_limit()
-    subscribers = 100 if quick else 1000
+    subscribers = pick(mode, full=1000, quick=100, smoke=10)
     with BenchServer() as server:
-        latencies = trio.run(_fan_out, server, subscribers, 5 if quick else 30)
+        latencies = trio.run(
+            _fan_out, server, subscribers, pick(mode, full=30, quick=5, smoke=2)
+        )
     return {
         "benchmark": "command reply to push at every subscriber",
         "subscribers": subscribers,
-        "p50_ms": round(_percentile(latencies, 0.5), 1),
-        "p99_ms": round(_percentile(latencies, 0.99), 1),
+        "p50_ms": round(percentile(latencies, 0.5), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
         "target": "p99 < 100 ms at 1000 subscribers",
         "note": "clients run in the benchmark process, on the same 2 cores",
     }
 
 
-def _guarded(name: str, measure: Any, quick: bool) -> list[dict[str, Any]]:
-    """Run one benchmark; a failure becomes a result row, not a lost table."""
-    try:
-        result = measure(quick)
-    except Exception as error:  # a failure is reported and the suite goes on
-        return [{"benchmark": name, "error": f"{type(error).__name__}: {error}"}]
-    return result if isinstance(result, list) else [result]
-
-
-def run(quick: bool) -> list[dict[str, Any]]:
+def run(mode: Mode) -> list[dict[str, Any]]:
     return [
-        *_guarded(
-            "commands over one WebSocket, pipelined", websocket_pipelining, quick
-        ),
-        *_guarded("re-activate a hibernated labour", reactivation, quick),
-        *_guarded("memory per open WebSocket (server RSS)", socket_memory, quick),
-        *_guarded("command reply to push at every subscriber", fan_out, quick),
+        *guarded("commands over one WebSocket, pipelined", websocket_pipelining, mode),
+        *guarded("re-activate a hibernated labour", reactivation, mode),
+        *guarded("memory per open WebSocket (server RSS)", socket_memory, mode),
+        *guarded("command reply to push at every subscriber", fan_out, mode),
     ]

@@ -10,14 +10,18 @@ of the observed average batch size: the storage ceiling.
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import apsw
 import trio
 from uuid6 import uuid7
 
+from bench.runs import Mode, pick
 from fernd.config import Settings
 from fernd.domain import commands as cmd
 from fernd.domain.authorization import Caller
@@ -33,45 +37,17 @@ MOTHER_CALLER = Caller(user_id=MOTHER.user_id, issuer=MOTHER.issuer)
 CLIENTS = 64
 
 
-def _request(command: cmd.Command) -> CommandRequest:
+def command_request(command: cmd.Command) -> CommandRequest:
+    """Wrap `command` as a request of the benchmark's mother, sent now."""
     return CommandRequest(command, MOTHER, MOTHER_CALLER, datetime.now(UTC))
 
 
-async def _client(
-    registry: LabourRegistry,
-    labour_id: Any,
-    index: int,
-    deadline: float,
-    counts: list[int],
-) -> None:
-    """Send commands until `deadline`: mostly status updates; client 0 also
-    starts and ends contractions, so the contraction rules run too."""
-    step = 0
-    while trio.current_time() < deadline:
-        if index == 0 and step % 2 == 0:
-            contraction_id = uuid7()
-            command: cmd.Command = cmd.StartContraction(
-                labour_id=labour_id, contraction_id=contraction_id
-            )
-            await registry.execute(labour_id, _request(command))
-            command = cmd.EndContraction(
-                labour_id=labour_id, contraction_id=contraction_id, intensity=5
-            )
-            counts[index] += 1
-        else:
-            command = cmd.PostLabourUpdate(
-                labour_id=labour_id,
-                labour_update_type=LabourUpdateType.STATUS_UPDATE,
-                message=f"update {index}-{step}",
-            )
-        await registry.execute(labour_id, _request(command))
-        counts[index] += 1
-        step += 1
-
-
-async def _fernd_run(
-    synchronous: str, batch_limit: int, seconds: float
-) -> dict[str, float]:
+@asynccontextmanager
+async def begun_labour(
+    synchronous: str, batch_limit: int
+) -> AsyncIterator[tuple[LabourRegistry, UUID]]:
+    """Yield a running registry in a temporary data directory and the id of
+    one labour planned and begun in it. The registry stops on exit."""
     with tempfile.TemporaryDirectory() as directory:
         settings = Settings(
             data_dir=directory,
@@ -92,23 +68,62 @@ async def _fernd_run(
                     first_labour=True,
                     due_date=datetime.now(UTC),
                 )
-                await registry.plan(_request(plan))
+                await registry.plan(command_request(plan))
                 await registry.execute(
-                    labour_id, _request(cmd.BeginLabour(labour_id=labour_id))
+                    labour_id, command_request(cmd.BeginLabour(labour_id=labour_id))
                 )
-                counts = [0] * CLIENTS
-                started = trio.current_time()
-                deadline = started + seconds
-                async with trio.open_nursery() as clients:
-                    for index in range(CLIENTS):
-                        clients.start_soon(
-                            _client, registry, labour_id, index, deadline, counts
-                        )
-                elapsed = trio.current_time() - started
-                head = await registry.query(labour_id, lambda actor: actor.head)
+                yield registry, labour_id
                 nursery.cancel_scope.cancel()
         finally:
             shared.close()
+
+
+async def _client(
+    registry: LabourRegistry,
+    labour_id: Any,
+    index: int,
+    deadline: float,
+    counts: list[int],
+) -> None:
+    """Send commands until `deadline`: mostly status updates; client 0 also
+    starts and ends contractions, so the contraction rules run too."""
+    step = 0
+    while trio.current_time() < deadline:
+        if index == 0 and step % 2 == 0:
+            contraction_id = uuid7()
+            command: cmd.Command = cmd.StartContraction(
+                labour_id=labour_id, contraction_id=contraction_id
+            )
+            await registry.execute(labour_id, command_request(command))
+            command = cmd.EndContraction(
+                labour_id=labour_id, contraction_id=contraction_id, intensity=5
+            )
+            counts[index] += 1
+        else:
+            command = cmd.PostLabourUpdate(
+                labour_id=labour_id,
+                labour_update_type=LabourUpdateType.STATUS_UPDATE,
+                message=f"update {index}-{step}",
+            )
+        await registry.execute(labour_id, command_request(command))
+        counts[index] += 1
+        step += 1
+
+
+async def _fernd_run(
+    synchronous: str, batch_limit: int, seconds: float
+) -> dict[str, float]:
+    async with begun_labour(synchronous, batch_limit) as (registry, labour_id):
+        counts = [0] * CLIENTS
+        started = trio.current_time()
+        deadline = started + seconds
+        async with trio.open_nursery() as clients:
+            for index in range(CLIENTS):
+                clients.start_soon(
+                    _client, registry, labour_id, index, deadline, counts
+                )
+        elapsed = trio.current_time() - started
+        head = await registry.query(labour_id, lambda actor: actor.head)
     commands = sum(counts)
     return {"commands_per_second": commands / elapsed, "events": float(head or 0)}
 
@@ -152,10 +167,10 @@ def _raw_apsw(synchronous: str, batch: int, seconds: float) -> float:
     return rows / elapsed
 
 
-def run(quick: bool) -> list[dict[str, Any]]:
+def run(mode: Mode) -> list[dict[str, Any]]:
     """Measure every configuration; return one result row each."""
-    seconds = 0.5 if quick else 3.0
-    repeats = 1 if quick else 3
+    seconds = pick(mode, full=3.0, quick=0.5, smoke=0.1)
+    repeats = pick(mode, full=3, quick=1, smoke=1)
     results = []
     for synchronous in ("FULL", "NORMAL"):
         for batch_limit in (1, 8, 64):
