@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run test lint bench bench-quick bench-smoke bench-deps clean
+.PHONY: run test browser-deps lint bench bench-quick bench-smoke bench-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/fernd serve --config fernd.toml
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/pytest
+
+# The browser tests drive Debian's Chromium; install it when it is missing.
+browser-deps:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 lint: $(STAMP)
 	$(BIN)/ruff check fernd tests bench

@@ -117,6 +117,7 @@ _ROUTE_MODULES: tuple[str, ...] = (
     "fernd.api.admin_routes",
     "fernd.api.jwks_routes",
     "fernd.api.account_routes",
+    "fernd.api.web_routes",
 )
 _LOG_STATUSES = frozenset({"REQUESTED", "RENDERED", "SENT", "FAILED", "SKIPPED"})
 _CHANNELS = frozenset({"EMAIL", "SMS", "WHATSAPP"})

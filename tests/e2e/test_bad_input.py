@@ -566,7 +566,7 @@ def test_missing_token_before_bad_path(fernd_server: FerndServer) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/", "/api/v1", "/api/v1/commands", "/api/v2/command", "/api/v1/labour"]
+    "path", ["/api", "/api/v1", "/api/v1/commands", "/api/v2/command", "/api/v1/labour"]
 )
 def test_unknown_path_not_found(target: Target, path: str) -> None:
     with target.mother() as mother:
