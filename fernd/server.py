@@ -12,6 +12,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from fernd.api import connection_guard
 from fernd.api.app import Api, create_app
 from fernd.api.contact import ContactMessage
 from fernd.auth.account_mail import reset_mailer
@@ -220,6 +221,7 @@ async def _serve_http(
     shutdown: trio.Event,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    connection_guard.install()
     await hypercorn_serve(
         app,  # type: ignore[arg-type]
         config,

@@ -24,6 +24,8 @@ current password on `/api/v1/me/password` counts as a failed login of the
 account.
 """
 
+import hashlib
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Final, TypeVar
@@ -65,6 +67,7 @@ ADMIN_LIST_MAX_LIMIT: Final = 500
 # Methods of /api/v1/me for cross-origin callers; the other routes keep the
 # app's list.
 ME_ALLOW_METHODS: Final = "GET, PATCH, OPTIONS"
+MAX_ERROR_DETAIL_LENGTH: Final = 200
 
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
@@ -92,14 +95,47 @@ def mask_email(address: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
+def _reject_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("duplicate key")
+    return dict(pairs)
+
+
 def _decode(body: bytes, kind: type[T]) -> T:
+    """Decode an account route's body; raise 400 invalid_request naming the
+    field at fault, or for a key given twice, which msgspec would let pass
+    with the last value."""
     try:
-        return msgspec.json.decode(body, type=kind)
+        decoded = msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as error:
-        # msgspec names the field and the expected type, never the value.
-        raise invalid_request(f"Failed to parse request body: {error}") from None
+        # msgspec names the field and the expected type, never the value. A
+        # field name can be as long as the body, so the message is cut.
+        detail = str(error)[:MAX_ERROR_DETAIL_LENGTH]
+        raise invalid_request(f"Failed to parse request body: {detail}") from None
     except (msgspec.DecodeError, RecursionError):
         raise invalid_request() from None
+    try:
+        json.loads(body, object_pairs_hook=_reject_duplicate_keys)
+    except ValueError:
+        raise invalid_request(
+            "Failed to parse request body: a key appears more than once"
+        ) from None
+    return decoded
+
+
+def _empty(status: int) -> Response:
+    """Return a reply without a body or a Content-Type."""
+    response = Response(b"", status=status)
+    del response.headers["Content-Type"]
+    return response
+
+
+def _limit_key(email: str) -> str:
+    """Return the key of an account in the login limit: a digest of the
+    compared form of its email address, so that keys have a fixed size and
+    the limiter holds no address."""
+    return hashlib.sha256(email_key(email).encode()).hexdigest()
 
 
 def _refused(error: AccountRefused) -> ApiError:
@@ -179,7 +215,7 @@ class AccountRoutes:
     async def login(self) -> Response:
         service = self.service
         credentials = _decode(await self.api.body(), Credentials)
-        key = email_key(credentials.email)
+        key = _limit_key(credentials.email)
         stamps = self._reserve_login(key)
         try:
             pair = await service.login(credentials, datetime.now(UTC))
@@ -206,7 +242,7 @@ class AccountRoutes:
         service = self.service
         body = _decode(await self.api.body(), RefreshRequest)
         service.logout(body.refresh_token, datetime.now(UTC))
-        return Response(b"", status=204)
+        return _empty(204)
 
     async def me_route(self) -> Response:
         if request.method == "PATCH":
@@ -237,7 +273,7 @@ class AccountRoutes:
         user_id = self._account_user_id()
         change = _decode(await self.api.body(), PasswordChange)
         try:
-            key = email_key(service.account(user_id).email)
+            key = _limit_key(service.account(user_id).email)
         except AccountRefused as error:
             raise _refused(error) from None
         stamps = self._reserve_login(key)
@@ -251,7 +287,7 @@ class AccountRoutes:
             self._release_login(key, stamps)
             raise
         self._release_login(key, stamps)
-        return Response(b"", status=204)
+        return _empty(204)
 
     async def request_reset(self) -> Response:
         service = self.service
@@ -269,7 +305,7 @@ class AccountRoutes:
             service.request_reset(body.email, datetime.now(UTC))
         except AccountRefused as error:
             raise _refused(error) from None
-        return Response(b"", status=202)
+        return _empty(202)
 
     async def confirm_reset(self) -> Response:
         service = self.service
@@ -278,7 +314,7 @@ class AccountRoutes:
             await service.confirm_reset(body, datetime.now(UTC))
         except AccountRefused as error:
             raise _refused(error) from None
-        return Response(b"", status=204)
+        return _empty(204)
 
     async def list_accounts(self) -> Response:
         service = self.service

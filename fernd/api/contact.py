@@ -58,8 +58,8 @@ class RateLimiter:
     """At most `limit` events per key in any rolling `window` seconds.
 
     The counts live in memory, so they start again when fernd restarts. At
-    most _MAX_TRACKED_ADDRESSES keys are tracked: beyond that the key that was
-    tracked first is forgotten, whatever its count.
+    most `max_keys` keys are tracked: beyond that a key is forgotten as
+    `_forget_one` describes.
     """
 
     def __init__(
@@ -67,8 +67,10 @@ class RateLimiter:
         limit: int,
         window: float,
         message: str = "Rate limit exceeded: Too many messages, try again later",
+        max_keys: int = _MAX_TRACKED_ADDRESSES,
     ) -> None:
         self._limit = limit
+        self._max_keys = max_keys
         self._window = window
         self._message = message
         self._events: dict[str, deque[float]] = {}
@@ -92,10 +94,24 @@ class RateLimiter:
                     {"Retry-After": str(retry_after)},
                 )
         self._events.setdefault(key, deque()).append(now)
-        if len(self._events) > _MAX_TRACKED_ADDRESSES:
-            oldest = next(iter(self._events))
-            del self._events[oldest]
+        if len(self._events) > self._max_keys:
+            self._forget_one(now)
         return now
+
+    def _forget_one(self, now: float) -> None:
+        """Make room for one key. Keys whose events have all left the window go
+        first, then the oldest key below the limit. A key at the limit is
+        forgotten only when every key is, so a flood of new keys cannot lift
+        a limit that was reached."""
+        for key, events in list(self._events.items()):
+            self._expire(key, events, now)
+        if len(self._events) <= self._max_keys:
+            return
+        for key, events in self._events.items():
+            if len(events) < self._limit:
+                del self._events[key]
+                return
+        del self._events[next(iter(self._events))]
 
     def cancel(self, key: str, stamp: float) -> None:
         """Remove the event that `check` recorded at `stamp`, so it no longer

@@ -16,6 +16,7 @@ Rate limits are applied by the routes, not here.
 import hashlib
 import logging
 import secrets
+import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Final
@@ -43,6 +44,7 @@ NAME_MAX_LENGTH: Final = 100
 # 32 random bytes, written in 43 URL-safe characters.
 TOKEN_BYTES: Final = 32
 TOKEN_TYPE: Final = "Bearer"
+ZERO_WIDTH_JOINER: Final = "\u200d"
 
 INVALID_CREDENTIALS: Final = "Invalid email or password"
 INVALID_REFRESH_TOKEN: Final = "Invalid refresh token"
@@ -146,8 +148,9 @@ class AccountOptions(msgspec.Struct, kw_only=True):
 
 
 def email_key(email: str) -> str:
-    """Return the form in which email addresses are compared, ignoring case."""
-    return email.strip().casefold()
+    """Return the form in which email addresses are compared: NFKC-normalised,
+    so composed and decomposed accents match, and case-folded."""
+    return unicodedata.normalize("NFKC", email.strip()).casefold()
 
 
 def check_email(email: str) -> str:
@@ -164,13 +167,23 @@ def check_password(password: str) -> None:
         raise _invalid(f"Password must be at most {PASSWORD_MAX_LENGTH} characters")
 
 
+def _is_hidden(character: str) -> bool:
+    # Control and format characters, such as NUL, ESC or right-to-left
+    # override, would hide or reorder the name that family members see. The
+    # zero-width joiner stays allowed because emoji sequences use it.
+    category = unicodedata.category(character)
+    return category == "Cc" or (category == "Cf" and character != ZERO_WIDTH_JOINER)
+
+
 def _check_name(field: str, value: str | None) -> str | None:
     if value is None:
         return None
     text = value.strip()
+    label = field.replace("_", " ").capitalize()
     if len(text) > NAME_MAX_LENGTH:
-        label = field.replace("_", " ").capitalize()
         raise _invalid(f"{label} must be at most {NAME_MAX_LENGTH} characters")
+    if any(_is_hidden(character) for character in text):
+        raise _invalid(f"{label} must not contain control or format characters")
     return text or None
 
 

@@ -81,7 +81,7 @@ def _public_key(entry: dict[str, Any]) -> Key:
             # joserfc warns about short RSA keys, which are rejected below.
             warnings.simplefilter("ignore", SecurityWarning)
             key = JWKRegistry.import_key(entry)
-    except (JoseError, ValueError, TypeError) as error:
+    except (JoseError, ValueError, TypeError, RecursionError) as error:
         raise ValueError(f"invalid JWK: {error}") from None
     if isinstance(key, RSAKey) and key.public_key.key_size < MIN_RSA_KEY_BITS:
         raise ValueError(

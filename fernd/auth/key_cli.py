@@ -18,15 +18,23 @@ from fernd.auth.signing_keys import (
 from fernd.cli import _add_config_option
 from fernd.config import ConfigError, load_settings
 
+SHARED_DATABASE_FILE = "fernd.db"
+
 
 def _rotate(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, os.environ, {"data_dir": args.data_dir})
     data_dir = Path(settings.data_dir)
-    if not data_dir.is_dir():
-        raise ConfigError(f"No fernd data directory at {data_dir}")
+    if not (data_dir / SHARED_DATABASE_FILE).is_file():
+        # Rotating in a mistyped directory would leave the served key in use.
+        raise ConfigError(
+            f"No fernd data directory at {data_dir} ({SHARED_DATABASE_FILE} is"
+            " missing); give the directory the server uses with --data-dir"
+        )
 
     now = datetime.now(UTC)
-    lifetime = max_token_lifetime(settings.token_lifetime)
+    lifetime = max_token_lifetime(
+        settings.token_lifetime, settings.access_token_lifetime
+    )
     result = rotate_signing_key(
         data_dir,
         max_token_lifetime=lifetime,

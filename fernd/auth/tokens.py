@@ -197,7 +197,7 @@ def read_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         compact = jws.extract_compact(token.encode("ascii"))
         header = dict(compact.headers())
         claims = json.loads(compact.payload)
-    except (JoseError, ValueError, TypeError):
+    except (JoseError, ValueError, TypeError, RecursionError):
         raise AuthenticationError("token is malformed") from None
     if not isinstance(claims, dict):
         raise AuthenticationError("token is malformed")
@@ -326,7 +326,7 @@ class TokenVerifier:
             raise AuthenticationError("token signature is invalid") from None
         except UnsupportedAlgorithmError:
             raise AuthenticationError("token algorithm is not allowed") from None
-        except (JoseError, ValueError, TypeError):
+        except (JoseError, ValueError, TypeError, RecursionError):
             raise AuthenticationError("token is malformed") from None
         return decoded.claims
 

@@ -119,7 +119,7 @@ def _decode(token: str, keys: Sequence[Key], algorithm: str) -> dict[str, Any]:
             continue
         except UnsupportedAlgorithmError:
             raise AuthenticationError("token algorithm is not allowed") from None
-        except (JoseError, ValueError, TypeError):
+        except (JoseError, ValueError, TypeError, RecursionError):
             raise AuthenticationError("token is malformed") from None
         return decoded.claims
     raise AuthenticationError("token signature is invalid")
@@ -152,6 +152,22 @@ class MultiIssuerVerifier:
         }
 
     async def verify(self, token: str, now: datetime | None = None) -> VerifiedToken:
+        """Verify ``token`` as ``_verify`` does; an unexpected exception while
+        reading a hostile token is logged by type and fails like any other.
+        Raises ValueError for a naive ``now``."""
+        timestamp_of(now)
+        try:
+            return await self._verify(token, now)
+        except AuthenticationError:
+            raise
+        except Exception as error:
+            logger.warning(
+                "Token verification failed with %s; rejecting the token",
+                type(error).__name__,
+            )
+            raise AuthenticationError("token could not be read") from None
+
+    async def _verify(self, token: str, now: datetime | None) -> VerifiedToken:
         """Verify ``token`` at ``now`` (default: the current time).
 
         The token's unverified ``iss`` picks fernd's own keys or one external

@@ -1,6 +1,7 @@
 """Field rules that commands check before their state preconditions."""
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -57,10 +58,14 @@ def check_notes(notes: str | None) -> None:
 
 def is_valid_email(address: str) -> bool:
     """Apply the address rule: at most 254 characters, exactly one `@` with a
-    non-empty local part, a domain containing a `.`, and no whitespace."""
+    non-empty local part, a domain containing a `.`, and no whitespace or
+    control, format (such as zero-width) or unassigned characters."""
     if len(address) > EMAIL_MAX_LENGTH or address.count("@") != 1:
         return False
-    if any(character.isspace() for character in address):
+    if any(
+        character.isspace() or unicodedata.category(character).startswith("C")
+        for character in address
+    ):
         return False
     local, domain = address.split("@")
     return bool(local) and "." in domain

@@ -32,6 +32,7 @@ CLI_ADMIN_USER_ID: Final = "fernd-admin-cli"
 CLI_TOKEN_SECONDS: Final = 60
 REQUEST_TIMEOUT_SECONDS: Final = 30.0
 EXIT_REFUSED: Final = 1
+SHARED_DATABASE_FILE: Final = "fernd.db"
 EFFECT_STATUSES: Final = ("COMPLETED", "DISPATCHED", "FAILED", "PENDING", "SKIPPED")
 
 
@@ -126,7 +127,14 @@ def _call(
     **kwargs: Any,
 ) -> int:
     settings = load_settings(args.config, os.environ, {"data_dir": args.data_dir})
-    token = LocalTokenIssuer(Path(settings.data_dir)).issue(
+    data_dir = Path(settings.data_dir)
+    if not (data_dir / SHARED_DATABASE_FILE).is_file():
+        # Without this check a mistyped directory would get a new signing key.
+        return _fail(
+            f"No fernd data directory at {data_dir} ({SHARED_DATABASE_FILE} is"
+            " missing); give the directory the server uses with --data-dir"
+        )
+    token = LocalTokenIssuer(data_dir).issue(
         CLI_ADMIN_USER_ID, admin=True, ttl_seconds=CLI_TOKEN_SECONDS
     )
     url = _server_url(settings, args.server) + path

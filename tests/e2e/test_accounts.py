@@ -161,6 +161,14 @@ def test_email_is_unique_whatever_its_case(client: httpx.Client) -> None:
             {"email": "name@example.org", "password": PASSWORD, "name": "n" * 101},
             "Validation error: Name must be at most 100 characters",
         ),
+        (
+            {"email": "rlo@example.org", "password": PASSWORD, "name": "Al\u202eex"},
+            "Validation error: Name must not contain control or format characters",
+        ),
+        (
+            {"email": "zw\u200b@example.org", "password": PASSWORD},
+            "Validation error: Invalid email address",
+        ),
     ],
 )
 def test_invalid_registration_is_refused(
@@ -252,6 +260,7 @@ def test_logout_revokes_the_login(client: httpx.Client) -> None:
 
     assert first.status_code == 204
     assert again.status_code == 204
+    assert "Content-Type" not in first.headers
     assert _refresh(client, refreshed["refresh_token"]).status_code == 401
 
 

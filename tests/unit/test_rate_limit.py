@@ -254,3 +254,29 @@ def test_request_access_limit_settings_invalid(variable: str, text: str) -> None
     with pytest.raises(ConfigError) as raised:
         load_settings(None, {variable: text}, {})
     assert variable.removeprefix("FERND_").lower() in str(raised.value)
+
+
+def test_flood_of_new_keys_keeps_reached_limit() -> None:
+    limiter = RateLimiter(2, 10.0, LIMITED_MESSAGE, max_keys=3)
+    limiter.check("locked", now=0.0)
+    limiter.check("locked", now=0.0)
+
+    for n in range(20):
+        limiter.check(f"flood-{n}", now=1.0)
+
+    with pytest.raises(ApiError) as caught:
+        limiter.check("locked", now=2.0)
+    assert caught.value.status == 429
+    assert limiter.count("locked", now=2.0) == 2
+
+
+def test_full_limiter_forgets_expired_keys_first() -> None:
+    limiter = RateLimiter(2, 10.0, LIMITED_MESSAGE, max_keys=2)
+    limiter.check("old", now=0.0)
+    limiter.check("below", now=5.0)
+
+    limiter.check("new", now=11.0)
+
+    assert limiter.count("old", now=11.0) == 0
+    assert limiter.count("below", now=11.0) == 1
+    assert limiter.count("new", now=11.0) == 1

@@ -23,6 +23,7 @@ from fernd.auth.signing_keys import (
 )
 from fernd.auth.tokens import AuthenticationError, LocalTokenIssuer, TokenVerifier
 from fernd.cli import main
+from fernd.storage.shared_db import SharedDatabase
 
 # joserfc warns that the name "EdDSA" is deprecated; fernd signs with it.
 pytestmark = pytest.mark.filterwarnings(
@@ -402,6 +403,7 @@ def test_rotate_command_prints_kids(
     tmp_path: Path,
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    SharedDatabase.open(data_dir, "FULL").close()
     old_kid = issuer.key_id
     status = main(["admin", "rotate-signing-key", "--data-dir", str(data_dir)])
     out = capsys.readouterr().out
@@ -409,6 +411,23 @@ def test_rotate_command_prints_kids(
     assert status == 0
     assert f"New signing key {new_kid}" in out
     assert f"Retired key {old_kid} verifies tokens until" in out
+
+
+def test_rotate_command_refuses_directory_without_database(
+    issuer: LocalTokenIssuer,
+    data_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    before = signing_key_path(data_dir).read_text()
+
+    status = main(["admin", "rotate-signing-key", "--data-dir", str(data_dir)])
+
+    assert status == 2
+    assert "fernd.db is missing" in capsys.readouterr().err
+    assert signing_key_path(data_dir).read_text() == before
 
 
 def test_rotate_command_missing_data_dir_exits_2(
