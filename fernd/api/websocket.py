@@ -7,13 +7,14 @@ get their replies as their batches commit, so a client may pipeline them.
 """
 
 import logging
+from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import msgspec
 import trio
-from quart import Response, websocket
+from quart import Response, Websocket, websocket
 
 from fernd.api.app import Api, parse_idempotency_key, parse_labour_id
 from fernd.api.errors import (
@@ -27,6 +28,7 @@ from fernd.auth.tokens import AuthenticationError, VerifiedToken, bearer_token
 from fernd.domain import commands as cmd
 from fernd.domain.authorization import PrincipalKind, resolve_principal
 from fernd.domain.enums import SubscriberStatus
+from fernd.runtime.actor import LabourActor
 from fernd.runtime.messages import CommandRequest, Outcome
 from fernd.runtime.sockets import (
     CLOSE_TOKEN_EXPIRED,
@@ -87,15 +89,20 @@ def _reject(status: int, code: str, message: str) -> Response:
     )
 
 
-def _failure(correlation_id: str | None, code: str, message: str) -> bytes:
-    return _encoder.encode(
+def _frame(reply: Reply) -> str:
+    """Encode `reply` as the text of a WebSocket frame."""
+    return _encoder.encode(reply).decode()
+
+
+def _failure(correlation_id: str | None, code: str, message: str) -> str:
+    return _frame(
         Reply(correlation_id=correlation_id, success=False, error=message, code=code)
     )
 
 
-def _reply_of(correlation_id: str | None, outcome: Outcome) -> bytes:
+def _reply_of(correlation_id: str | None, outcome: Outcome) -> str:
     if outcome.ok:
-        return _encoder.encode(Reply(correlation_id=correlation_id, success=True))
+        return _frame(Reply(correlation_id=correlation_id, success=True))
     assert outcome.body is not None
     fields = _error_decoder.decode(outcome.body)
     return _failure(correlation_id, fields.code, fields.message)
@@ -121,8 +128,29 @@ def _parse_since(text: str | None, head: int) -> int | None:
     return int(text)
 
 
+class _InFlight:
+    """A command queued on the labour whose reply is not yet sent, with the
+    lease it holds on the labour's actor."""
+
+    __slots__ = ("actor", "correlation_id", "request", "reservation")
+
+    def __init__(
+        self,
+        request: CommandRequest,
+        actor: LabourActor,
+        reservation: float | None,
+        correlation_id: str | None,
+    ) -> None:
+        self.request = request
+        self.actor = actor
+        # The wrong-token reservation of a RequestAccess, settled with the reply.
+        self.reservation = reservation
+        self.correlation_id = correlation_id
+
+
 class SocketSession:
-    """One accepted WebSocket: its receive loop, sender and expiry timer."""
+    """One accepted WebSocket: its receive loop, reply loop, sender and expiry
+    timer."""
 
     def __init__(
         self, api: Api, hub: SocketHub, socket: Socket, verified: VerifiedToken
@@ -133,14 +161,21 @@ class SocketSession:
         self.verified = verified
         self.caller = api.caller_of(verified)
         self._limiter = trio.CapacityLimiter(MAX_IN_FLIGHT_COMMANDS)
+        # Queued commands in the order they entered the labour's inbox.
+        self._in_flight: deque[_InFlight] = deque()
+        self._in_flight_added = trio.Event()
+        # The connection behind Quart's context-local proxy, looked up once
+        # instead of on every frame. Quart types the proxy as the object.
+        self._websocket: Websocket = websocket._get_current_object()  # type: ignore[attr-defined]
 
     async def run(self) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._send_loop, nursery.cancel_scope)
+                nursery.start_soon(self._reply_loop)
                 nursery.start_soon(self._watch_close, nursery.cancel_scope)
                 nursery.start_soon(self._expire)
-                await self._receive_loop(nursery)
+                await self._receive_loop()
                 nursery.cancel_scope.cancel()
             # The close frame goes out only once no task sends any more.
             closing = self.socket.closing
@@ -158,17 +193,26 @@ class SocketSession:
             self.hub.unregister(self.socket)
 
     async def _send_loop(self, scope: trio.CancelScope) -> None:
-        async for item in self.socket.outgoing:
+        outgoing = self.socket.outgoing
+        while True:
+            item = await outgoing.receive()
+            # Frames already queued are taken without a scheduler round each,
+            # because sending a frame yields anyway.
+            while not isinstance(item, CloseRequest):
+                await self._send(item)
+                try:
+                    item = outgoing.receive_nowait()
+                except trio.WouldBlock:
+                    break
             if isinstance(item, CloseRequest):
                 await self._send_last_replies()
                 scope.cancel()
                 return
-            await self._send(item)
 
-    async def _send(self, item: bytes) -> None:
+    async def _send(self, item: str) -> None:
         self.socket.sent()
         # Text frames: browser clients parse `event.data` as a JSON string.
-        await websocket.send(item.decode())
+        await self._websocket.send(item)
 
     async def _send_last_replies(self) -> None:
         """Send the replies of commands still in flight when a close was
@@ -188,14 +232,14 @@ class SocketSession:
         await trio.sleep(max(0.0, remaining))
         self.socket.close_immediately(CLOSE_TOKEN_EXPIRED, "Token expired")
 
-    async def _receive_loop(self, nursery: trio.Nursery) -> None:
+    async def _receive_loop(self) -> None:
         while True:
             await self.socket.wait_for_space()
-            data = await websocket.receive()
+            data = await self._websocket.receive()
             raw = data.encode() if isinstance(data, str) else data
-            await self._handle(raw, nursery)
+            await self._handle(raw)
 
-    async def _handle(self, raw: bytes, nursery: trio.Nursery) -> None:
+    async def _handle(self, raw: bytes) -> None:
         now = datetime.now(UTC)
         try:
             message = _message_decoder.decode(raw)
@@ -213,7 +257,7 @@ class SocketSession:
             if message.kind == "ServerTimestamp":
                 data = _encoder.encode({"server_timestamp": now})
                 self.socket.offer(
-                    _encoder.encode(
+                    _frame(
                         Reply(
                             correlation_id=correlation_id,
                             success=True,
@@ -224,7 +268,7 @@ class SocketSession:
             elif message.kind == "Query":
                 await self._query(message, now)
             elif message.kind == "Command":
-                await self._command(message, now, nursery)
+                await self._command(message, now)
             else:
                 raise ApiError(400, "invalid_request", "Failed to parse request body")
         except ApiError as error:
@@ -246,7 +290,7 @@ class SocketSession:
         self._check_labour(parsed.query.labour_id)
         result = await self.api.run_query(parsed, self.verified, now)
         self.socket.offer(
-            _encoder.encode(
+            _frame(
                 Reply(
                     correlation_id=message.correlation_id,
                     success=True,
@@ -255,9 +299,7 @@ class SocketSession:
             )
         )
 
-    async def _command(
-        self, message: ClientMessage, now: datetime, nursery: trio.Nursery
-    ) -> None:
+    async def _command(self, message: ClientMessage, now: datetime) -> None:
         try:
             command = cmd.decode_tagged_command(self._tagged(message))
         except cmd.CommandParseError:
@@ -282,7 +324,7 @@ class SocketSession:
             command, self.verified.user, self.caller, now, key, fingerprint
         )
         try:
-            await self._enqueue(request, reservation, message.correlation_id, nursery)
+            await self._enqueue(request, reservation, message.correlation_id)
         except BaseException:
             # The labour was not found or the socket closed before the command
             # was queued, so no token was checked.
@@ -295,14 +337,18 @@ class SocketSession:
         request: CommandRequest,
         reservation: float | None,
         correlation_id: str | None,
-        nursery: trio.Nursery,
     ) -> None:
-        """Queue `request` on this socket's labour and start the task that
-        sends its reply. Raises ApiError(404) when the labour does not exist.
+        """Queue `request` on this socket's labour and hand it to the reply
+        loop. Raises ApiError(404) when the labour does not exist.
 
         `reservation` is the wrong-token reservation of a RequestAccess, which
-        the reply task settles."""
-        await self._limiter.acquire_on_behalf_of(request)
+        the reply loop settles. With room in the inbox and below
+        MAX_IN_FLIGHT_COMMANDS this does not yield, so the receive loop can
+        queue pipelined commands before the labour takes its next batch."""
+        try:
+            self._limiter.acquire_on_behalf_of_nowait(request)
+        except trio.WouldBlock:
+            await self._limiter.acquire_on_behalf_of(request)
         actor = await self.api.registry.acquire(self.socket.labour_id)
         if actor is None:
             self._limiter.release_on_behalf_of(request)
@@ -316,31 +362,49 @@ class SocketSession:
             self.api.registry.release(actor)
             self._limiter.release_on_behalf_of(request)
             raise
-        nursery.start_soon(
-            self._reply_when_done, request, actor, reservation, correlation_id
-        )
+        self._in_flight.append(_InFlight(request, actor, reservation, correlation_id))
+        self._in_flight_added.set()
 
-    async def _reply_when_done(
-        self,
-        request: CommandRequest,
-        actor: Any,
-        reservation: float | None,
-        correlation_id: str | None,
-    ) -> None:
+    async def _reply_loop(self) -> None:
+        """Queue the reply of each command once it is decided, in the order
+        the commands entered the inbox.
+
+        The labour decides the commands of one socket in that order, so
+        waiting for the oldest one wakes this task about once per batch.
+        When the socket closes, commands still waiting release what they hold.
+        """
+        in_flight = self._in_flight
         try:
-            await request.done.wait()
+            while True:
+                if not in_flight:
+                    self._in_flight_added = trio.Event()
+                    await self._in_flight_added.wait()
+                    continue
+                oldest = in_flight[0].request
+                if oldest.outcome is None:
+                    await oldest.done.wait()
+                while in_flight and in_flight[0].request.outcome is not None:
+                    self._reply(in_flight.popleft())
         finally:
-            self.api.registry.release(actor)
-            self._limiter.release_on_behalf_of(request)
-            self.socket.replies_pending -= 1
-            if reservation is not None:
-                # An outcome still None, when the socket closed first, counts
-                # as a wrong token: the labour may yet check it.
-                self.api.settle_request_access(
-                    request.user.user_id, reservation, request.outcome
-                )
-        assert request.outcome is not None
-        self.socket.offer(_reply_of(correlation_id, request.outcome), reply=True)
+            while in_flight:
+                self._reply(in_flight.popleft())
+
+    def _reply(self, item: _InFlight) -> None:
+        """Release what `item` holds and queue its reply, if it has one."""
+        request = item.request
+        self.api.registry.release(item.actor)
+        self._limiter.release_on_behalf_of(request)
+        self.socket.replies_pending -= 1
+        if item.reservation is not None:
+            # An outcome still None, when the socket closed first, counts as
+            # a wrong token: the labour may yet check it.
+            self.api.settle_request_access(
+                request.user.user_id, item.reservation, request.outcome
+            )
+        if request.outcome is not None:
+            self.socket.offer(
+                _reply_of(item.correlation_id, request.outcome), reply=True
+            )
 
 
 def _read_correlation(raw: bytes) -> str | None:

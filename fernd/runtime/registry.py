@@ -256,13 +256,15 @@ class LabourRegistry:
 
     async def execute(self, labour_id: UUID, request: CommandRequest) -> Outcome:
         """Run `request` on an existing labour; Labour not found otherwise."""
-        async with self.lease(labour_id) as actor:
-            if actor is None:
-                observability.count_command(
-                    request.command.name, LABOUR_NOT_FOUND.status
-                )
-                return LABOUR_NOT_FOUND
+        # Lease by hand rather than with `lease`: this runs for every command.
+        actor = await self._acquire(labour_id, False)
+        if actor is None:
+            observability.count_command(request.command.name, LABOUR_NOT_FOUND.status)
+            return LABOUR_NOT_FOUND
+        try:
             return await actor.submit(request)
+        finally:
+            self.release(actor)
 
     async def plan(self, request: CommandRequest) -> Outcome:
         """Run a PlanLabour request, creating the labour's database only when

@@ -50,10 +50,10 @@ def truncate_reason(reason: str) -> str:
     return encoded[:CLOSE_REASON_MAX_BYTES].decode(errors="ignore")
 
 
-def push_frame(stored: StoredEvent) -> bytes:
-    """Return `{"type", "data", "sequence"}` built from the stored JSON without
-    encoding the event again."""
-    return b'%s,"sequence":%d}' % (stored.data[:-1], stored.sequence)
+def push_frame(stored: StoredEvent) -> str:
+    """Return the text `{"type", "data", "sequence"}` built from the stored
+    JSON without encoding the event again."""
+    return f'{stored.data[:-1].decode()},"sequence":{stored.sequence}}}'
 
 
 class CloseRequest:
@@ -85,8 +85,9 @@ class Socket:
         self.role = role
         # Events up to this sequence were sent as backlog or predate the socket.
         self.live_after = live_after
+        # Frames as text, so that one push decoded once serves every socket.
         self.outgoing_send, self.outgoing = trio.open_memory_channel[
-            bytes | CloseRequest
+            str | CloseRequest
         ](math.inf)
         self.queued = 0
         # Commands from this socket whose replies are not yet queued.
@@ -106,7 +107,7 @@ class Socket:
             return self.is_mother or audience[len(SUBSCRIBER_PREFIX) :] == self.user_id
         return False
 
-    def offer(self, message: bytes, *, reply: bool = False) -> bool:
+    def offer(self, message: str, *, reply: bool = False) -> bool:
         """Queue `message` without blocking; close with 1013 when the queue is
         full. Return False when the socket is closing, except that a `reply`
         is still queued while a close waits behind the queue."""
@@ -190,7 +191,7 @@ class SocketHub:
         if not sockets:
             return
         for stored in events:
-            frame: bytes | None = None
+            frame: str | None = None
             for socket in tuple(sockets):
                 if stored.sequence <= socket.live_after or socket.closing is not None:
                     continue

@@ -7,10 +7,10 @@ the Trio thread can read state and commit without another task interleaving.
 """
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import apsw
@@ -18,6 +18,15 @@ import msgspec
 
 from fernd.domain import events as ev
 from fernd.domain.datetimes import sortable_datetime
+from fernd.domain.labour import (
+    SNAPSHOT_ENTRY_KINDS,
+    Labour,
+    add_snapshot_entries,
+    decode_snapshot,
+    encode_snapshot_entry,
+    encode_snapshot_head,
+    snapshot_entries,
+)
 from fernd.domain.users import User
 from fernd.storage.sqlite import (
     StorageError,
@@ -150,6 +159,15 @@ _MIGRATIONS = [
         PRIMARY KEY (user_id, idempotency_key)
     );
     """,
+    """
+    CREATE TABLE snapshot_entries (
+        position INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        entry_id TEXT NOT NULL,
+        data TEXT NOT NULL,
+        UNIQUE (kind, entry_id)
+    );
+    """,
 ]
 
 
@@ -164,6 +182,15 @@ class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str
     # Who may receive the event's push; see fernd.domain.visibility.
     audience: str = "everyone"
+
+
+class LoadedSnapshot(NamedTuple):
+    """The stored snapshot. `entries_in_rows` is False for a snapshot written
+    with every entry in its head, which the next snapshot must rewrite whole."""
+
+    sequence: int
+    labour: Labour
+    entries_in_rows: bool
 
 
 class RecordedOutcome(msgspec.Struct, frozen=True):
@@ -225,21 +252,25 @@ class LabourDatabase:
 
     # Events and snapshot
 
-    def append_event(self, stored: StoredEvent) -> None:
-        self.connection.execute(
+    def append_events(self, events: Sequence[StoredEvent]) -> None:
+        """Insert `events` into the event store. Call inside a transaction."""
+        self.connection.executemany(
             "INSERT INTO events (sequence, aggregate_id, event_type, event_data,"
             " event_version, created_at, user_id, audience)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                stored.sequence,
-                self._labour_id_text,
-                stored.event.name,
-                stored.data.decode(),
-                ev.EVENT_VERSION,
-                sortable_datetime(stored.timestamp),
-                stored.user_id,
-                stored.audience,
-            ),
+            [
+                (
+                    stored.sequence,
+                    self._labour_id_text,
+                    stored.event.name,
+                    stored.data.decode(),
+                    ev.EVENT_VERSION,
+                    sortable_datetime(stored.timestamp),
+                    stored.user_id,
+                    stored.audience,
+                )
+                for stored in events
+            ],
         )
 
     def last_sequence(self) -> int:
@@ -275,20 +306,110 @@ class LabourDatabase:
                 audience=audience,
             )
 
-    def load_snapshot(self) -> tuple[int, bytes] | None:
+    def load_snapshot(self) -> LoadedSnapshot | None:
+        """Return the latest snapshot, or None when none was written.
+
+        Raises msgspec.DecodeError or msgspec.ValidationError for a snapshot
+        that does not decode.
+        """
         row = self.connection.execute(
             "SELECT sequence, state FROM snapshot WHERE id = 1"
         ).fetchone()
         if row is None:
             return None
-        return row[0], row[1].encode()
+        labour = decode_snapshot(row[1].encode())
+        # A snapshot written before entries had rows of their own contains
+        # every entry in its head.
+        entries_in_rows = not labour.contractions and not labour.labour_updates
+        encoded: dict[str, list[str]] = {kind: [] for kind in SNAPSHOT_ENTRY_KINDS}
+        for kind, data in self.connection.execute(
+            "SELECT kind, data FROM snapshot_entries ORDER BY position"
+        ):
+            if kind not in encoded:
+                raise StorageError(
+                    f"Unknown snapshot entry kind {kind!r} in labour {self.labour_id}"
+                )
+            encoded[kind].append(data)
+        for kind, entries in encoded.items():
+            add_snapshot_entries(labour, kind, entries)
+        return LoadedSnapshot(row[0], labour, entries_in_rows)
 
-    def save_snapshot(self, sequence: int, state: bytes, now: datetime) -> None:
+    def save_snapshot(
+        self,
+        sequence: int,
+        labour: Labour,
+        changed: Mapping[tuple[str, UUID], int] | None,
+        now: datetime,
+    ) -> None:
+        """Store `labour` as the snapshot at `sequence`. Call inside a
+        transaction.
+
+        `changed` maps each entry added, changed or deleted since the stored
+        snapshot to the sequence of the event that last added it to its dict,
+        or to 0 when it was only changed in place. With `changed` None every
+        entry is written again.
+        """
         self.connection.execute(
             "INSERT INTO snapshot (id, sequence, state, created_at) VALUES (1, ?, ?, ?)"
             " ON CONFLICT (id) DO UPDATE SET sequence = excluded.sequence,"
             " state = excluded.state, created_at = excluded.created_at",
-            (sequence, state.decode(), sortable_datetime(now)),
+            (sequence, encode_snapshot_head(labour).decode(), sortable_datetime(now)),
+        )
+        if changed is None or not self._write_changed_entries(labour, changed):
+            self._write_all_entries(labour)
+
+    def _write_changed_entries(
+        self, labour: Labour, changed: Mapping[tuple[str, UUID], int]
+    ) -> bool:
+        """Write the entries in `changed`. Return False when an entry changed
+        in place has no row, so the caller rewrites every entry."""
+        deleted: list[tuple[str, str]] = []
+        added: list[tuple[str, str, int, str]] = []
+        updated: list[tuple[str, str, str]] = []
+        for (kind, entry_id), added_at in changed.items():
+            entry = snapshot_entries(labour, kind).get(entry_id)
+            if entry is None:
+                deleted.append((kind, str(entry_id)))
+            elif added_at:
+                data = encode_snapshot_entry(entry).decode()
+                added.append((kind, str(entry_id), added_at, data))
+            else:
+                data = encode_snapshot_entry(entry).decode()
+                updated.append((data, kind, str(entry_id)))
+        self.connection.executemany(
+            "DELETE FROM snapshot_entries WHERE kind = ? AND entry_id = ?", deleted
+        )
+        self.connection.executemany(
+            "INSERT INTO snapshot_entries (kind, entry_id, position, data)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (kind, entry_id) DO UPDATE SET"
+            " position = excluded.position, data = excluded.data",
+            added,
+        )
+        before = self.connection.total_changes()
+        self.connection.executemany(
+            "UPDATE snapshot_entries SET data = ? WHERE kind = ? AND entry_id = ?",
+            updated,
+        )
+        return self.connection.total_changes() - before == len(updated)
+
+    def _write_all_entries(self, labour: Labour) -> None:
+        """Replace every entry row, numbering positions from 1 across both
+        kinds, each kind in dict order.
+
+        An entry added later takes its event's sequence as its position. That
+        sequence is larger than any position written here, because every
+        entry was added by an event of its own.
+        """
+        self.connection.execute("DELETE FROM snapshot_entries")
+        rows = [
+            (kind, str(entry_id), encode_snapshot_entry(entry).decode())
+            for kind in SNAPSHOT_ENTRY_KINDS
+            for entry_id, entry in snapshot_entries(labour, kind).items()
+        ]
+        self.connection.executemany(
+            "INSERT INTO snapshot_entries (position, kind, entry_id, data)"
+            " VALUES (?, ?, ?, ?)",
+            [(position, *row) for position, row in enumerate(rows, 1)],
         )
 
     # Command idempotency

@@ -5,6 +5,7 @@ from typing import Protocol
 
 import apsw
 
+from fernd.domain import events as ev
 from fernd.domain.datetimes import sortable_datetime
 from fernd.storage.labour_db import StoredEvent
 
@@ -15,9 +16,14 @@ class ProjectionError(Exception):
 
 
 class LabourProjector(Protocol):
-    """A projector of one labour's events into its own database."""
+    """A projector of one labour's events into its own database.
+
+    `apply` changes nothing for an event whose type is not in `handles`, so
+    the runner skips those events.
+    """
 
     name: str
+    handles: frozenset[type[ev.Event]]
 
     def apply(self, connection: apsw.Connection, stored: StoredEvent) -> None: ...
 

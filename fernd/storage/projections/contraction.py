@@ -36,6 +36,15 @@ def _seconds(start: datetime, end: datetime) -> float:
 
 class ContractionProjector:
     name = "ContractionReadModelProjector"
+    handles: frozenset[type[ev.Event]] = frozenset(
+        {
+            ev.ContractionStarted,
+            ev.ContractionEnded,
+            ev.ContractionUpdated,
+            ev.ContractionDeleted,
+            ev.LabourDeleted,
+        }
+    )
 
     def apply(self, connection: apsw.Connection, stored: StoredEvent) -> None:
         event = stored.event

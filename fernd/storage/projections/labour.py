@@ -29,6 +29,16 @@ class LabourReadModel(msgspec.Struct, kw_only=True):
 
 class LabourProjector:
     name = "LabourReadModelProjector"
+    handles: frozenset[type[ev.Event]] = frozenset(
+        {
+            ev.LabourPlanned,
+            ev.LabourPlanUpdated,
+            ev.LabourBegun,
+            ev.LabourCompleted,
+            ev.LabourPhaseChanged,
+            ev.LabourDeleted,
+        }
+    )
 
     def apply(self, connection: apsw.Connection, stored: StoredEvent) -> None:
         event = stored.event

@@ -25,6 +25,15 @@ class LabourUpdateReadModel(msgspec.Struct, kw_only=True):
 
 class LabourUpdateProjector:
     name = "LabourUpdateReadModelProjector"
+    handles: frozenset[type[ev.Event]] = frozenset(
+        {
+            ev.LabourUpdatePosted,
+            ev.LabourUpdateMessageUpdated,
+            ev.LabourUpdateTypeUpdated,
+            ev.LabourUpdateDeleted,
+            ev.LabourDeleted,
+        }
+    )
 
     def apply(self, connection: apsw.Connection, stored: StoredEvent) -> None:
         event = stored.event

@@ -157,8 +157,10 @@ class LabourProjections:
     ) -> bool:
         try:
             with self._connection:
+                handles = projector.handles
                 for stored in events:
-                    projector.apply(self._connection, stored)
+                    if type(stored.event) in handles:
+                        projector.apply(self._connection, stored)
                 last = events[-1]
                 updated = msgspec.structs.replace(
                     checkpoint,

@@ -36,6 +36,16 @@ _methods_decoder = msgspec.json.Decoder(list[SubscriberContactMethod])
 
 class SubscriptionProjector:
     name = "SubscriptionReadModelProjector"
+    handles: frozenset[type[ev.Event]] = frozenset(
+        {
+            ev.SubscriberRequested,
+            ev.SubscriberRoleUpdated,
+            ev.SubscriberAccessLevelUpdated,
+            ev.SubscriberNotificationMethodsUpdated,
+            ev.LabourDeleted,
+            *SUBSCRIPTION_STATUS_AFTER,
+        }
+    )
 
     def _update(
         self,

@@ -9,6 +9,9 @@ from fernd.storage.projections.base import stamp
 
 class SubscriptionTokenProjector:
     name = "SubscriptionTokenReadModelProjector"
+    handles: frozenset[type[ev.Event]] = frozenset(
+        {ev.SubscriptionTokenSet, ev.SubscriptionTokenInvalidated, ev.LabourDeleted}
+    )
 
     def apply(self, connection: apsw.Connection, stored: StoredEvent) -> None:
         event = stored.event
