@@ -1,5 +1,5 @@
 // HTTP calls to fernd: commands, queries, the labour lists and the accounts
-// API. Every failure becomes an ApiError carrying fernd's error message, or a
+// API. Every failure becomes an ApiError carrying the reason fernd gave, or a
 // NetworkError when the server could not be reached.
 
 import {
@@ -50,23 +50,61 @@ export function isRetryable(error) {
   return error instanceof ApiError && (error.status >= 500 || error.status === 429);
 }
 
+// fernd names the kind of a refusal before its reason, as in "Domain error:
+// Invalid command: Too soon since last announcement". People are shown the
+// reason alone.
+const MESSAGE_PREFIX =
+  /^(?:Domain error: )?(?:(?:Validation error|Invalid command|Rate limit exceeded|Authorization failed): )?/;
+
+export function plainMessage(text) {
+  const reason = text.replace(MESSAGE_PREFIX, "");
+  return reason.charAt(0).toUpperCase() + reason.slice(1);
+}
+
+// "Try again in 15 minutes." for a Retry-After of 900 seconds.
+function retryAdvice(seconds) {
+  if (seconds >= 120) {
+    return `Try again in ${Math.ceil(seconds / 60)} minutes.`;
+  }
+  return `Try again in ${seconds} second${seconds === 1 ? "" : "s"}.`;
+}
+
 async function errorOf(response) {
   let message = `The request failed with status ${response.status}.`;
   let code = "internal_error";
   try {
     const body = await response.json();
     if (body && typeof body.message === "string") {
-      message = body.message;
+      message = plainMessage(body.message);
       code = body.code || code;
     }
   } catch {
     // Not JSON: keep the message naming the status.
   }
   const retryAfter = response.headers.get("Retry-After");
-  if (response.status === 429 && retryAfter) {
-    message += ` Try again in ${retryAfter} seconds.`;
+  const seconds = Number.parseInt(retryAfter, 10);
+  if (response.status === 429 && seconds > 0) {
+    const reason = message.replace(/,? try again later\.?$/i, "").replace(/[.!]?$/, ".");
+    message = `${reason} ${retryAdvice(seconds)}`;
   }
   return new ApiError(response.status, code, message, retryAfter);
+}
+
+// Run `call`, which reads or refreshes the session. A refresh that did not
+// reach fernd is raised as NetworkError and one that fernd failed as
+// ApiError, so that callers retry it like any other request.
+async function withSession(call) {
+  try {
+    return await call();
+  } catch (error) {
+    if (error instanceof SessionEnded) {
+      throw error;
+    }
+    if (error.network) {
+      throw new NetworkError();
+    }
+    throw new ApiError(error.status || 500, "internal_error", error.message);
+  }
 }
 
 // Send one request and return the parsed JSON reply, or null for a reply
@@ -83,7 +121,7 @@ export async function request(method, path, { body, auth = true, idempotencyKey 
     }
     let token = null;
     if (auth) {
-      token = await accessToken();
+      token = await withSession(accessToken);
       headers.Authorization = `Bearer ${token}`;
     }
     let response;
@@ -100,7 +138,7 @@ export async function request(method, path, { body, auth = true, idempotencyKey 
     if (response.status === 401 && auth) {
       const session = loadSession();
       if (attempt === 0 && session && session.refresh_token) {
-        await refreshSession();
+        await withSession(refreshSession);
         continue;
       }
       if (session && session.access_token === token) {

@@ -2,7 +2,7 @@
 // with one reply each, and the server clock. It reconnects after a drop with
 // exponential backoff and resumes from the last event sequence it received.
 
-import { ApiError, NetworkError, STATUS_OF_CODE } from "./api.js";
+import { ApiError, NetworkError, STATUS_OF_CODE, plainMessage } from "./api.js";
 import { parseTime } from "./format.js";
 import { correlationId } from "./ids.js";
 import { SessionEnded, accessToken } from "./session.js";
@@ -178,7 +178,7 @@ export class LabourConnection extends EventTarget {
       waiting.resolve(reply.data);
     } else {
       const status = STATUS_OF_CODE[reply.code] || 500;
-      waiting.reject(new ApiError(status, reply.code, reply.error));
+      waiting.reject(new ApiError(status, reply.code, plainMessage(String(reply.error))));
     }
   }
 

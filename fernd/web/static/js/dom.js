@@ -161,6 +161,7 @@ export function formError() {
 // or undefined after an error.
 export async function busy(button, action, errorLine = null) {
   const buttons = Array.isArray(button) ? button : [button];
+  const focused = buttons.find((item) => item && item === document.activeElement) || null;
   for (const item of buttons) {
     if (item) {
       item.disabled = true;
@@ -186,6 +187,22 @@ export async function busy(button, action, errorLine = null) {
         item.removeAttribute("aria-busy");
       }
     }
+    refocus(focused);
+  }
+}
+
+// A control loses focus while it is disabled. Give focus back to it, or to
+// the control with its `data-key` that replaced it, so that keyboard users
+// keep their place.
+function refocus(control) {
+  if (!control || (document.activeElement && document.activeElement !== document.body)) {
+    return;
+  }
+  const key = control.dataset.key;
+  if (control.isConnected) {
+    control.focus();
+  } else if (key) {
+    document.querySelector(`[data-key="${CSS.escape(key)}"]`)?.focus();
   }
 }
 

@@ -16,6 +16,10 @@ import { joinView } from "./views/join.js";
 import { labourView } from "./views/labour.js";
 
 const TAB_PATTERN = "track|updates|share|subscribers|settings|complete";
+// A labour id: a UUID, with or without its hyphens. Other paths show "Page
+// not found" instead of a request fernd cannot parse.
+const LABOUR_ID_PATTERN =
+  "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}";
 
 route(/^\/$/, { auth: true, mount: homeView });
 route(/^\/sign-in$/, { guest: true, mount: signInView });
@@ -25,7 +29,7 @@ route(/^\/reset-password$/, { mount: resetPasswordView });
 route(/^\/account$/, { auth: true, mount: accountView });
 route(/^\/plan$/, { auth: true, mount: planView });
 route(/^\/labours$/, { auth: true, mount: historyView });
-route(new RegExp(`^/labours/([^/]+)(?:/(${TAB_PATTERN}))?$`), {
+route(new RegExp(`^/labours/(${LABOUR_ID_PATTERN})(?:/(${TAB_PATTERN}))?$`), {
   auth: true,
   key: (match) => match[1],
   mount: labourView,

@@ -222,7 +222,9 @@ async function postRefresh(refreshToken) {
     throw new SessionEnded();
   }
   if (!response.ok) {
-    throw new Error(`Refreshing the sign-in failed with status ${response.status}`);
+    const error = new Error(`Refreshing the sign-in failed with status ${response.status}.`);
+    error.status = response.status;
+    throw error;
   }
   return sessionFromTokenPair(await response.json());
 }

@@ -17,6 +17,9 @@ const PAGE_LIMIT = 100;
 // Statistics and alerts depend on the current time, so they are fetched
 // again this often even without new events, in milliseconds.
 const STATS_REFRESH_MS = 30_000;
+// While the live connection is not open, as when a proxy refuses WebSockets,
+// every list is fetched over HTTP this often, in milliseconds.
+const POLL_MS = 10_000;
 // Pushes that arrive together cause one fetch per list, in milliseconds.
 const REFETCH_DELAY_MS = 30;
 // The process manager sets a new share token shortly after the old one is
@@ -100,6 +103,7 @@ export class LabourStore extends EventTarget {
     this.due = new Set();
     this.refetchTimer = null;
     this.statsTimer = null;
+    this.pollTimer = null;
     this.tokenTimer = null;
     this.flushing = false;
     this.flushAgain = false;
@@ -164,6 +168,7 @@ export class LabourStore extends EventTarget {
     this.refetchAll();
     this.syncClockOverHttp();
     this.statsTimer = setInterval(() => this.refetch("stats"), STATS_REFRESH_MS);
+    this.pollTimer = setInterval(() => this.poll(), POLL_MS);
     this.flush();
   }
 
@@ -204,6 +209,7 @@ export class LabourStore extends EventTarget {
   stop() {
     this.stopped = true;
     clearInterval(this.statsTimer);
+    clearInterval(this.pollTimer);
     clearTimeout(this.refetchTimer);
     clearTimeout(this.tokenTimer);
     clearTimeout(this.flushTimer);
@@ -245,6 +251,14 @@ export class LabourStore extends EventTarget {
       this.dispatchEvent(new CustomEvent("session-ended", { detail: event.detail })),
     );
     connection.start();
+  }
+
+  // Fetch every list over HTTP when no pushes can arrive.
+  poll() {
+    const live = this.connection && this.connection.isOpen;
+    if (!live && navigator.onLine && this.status === "ready") {
+      this.refetchAll();
+    }
   }
 
   // The socket was refused before it opened: ask over HTTP whether the
@@ -625,6 +639,15 @@ LabourStore.prototype.fetchers = {
     this.own = await this.query("Subscription", "GetUserSubscription");
     this.role = this.own.role;
     if (this.role !== previousRole) {
+      // Private notes are for the mother and birth partners only, so they
+      // are dropped at once for a reader who lost that role. The updates are
+      // fetched again for a reader who gained it.
+      if (!this.canTrack) {
+        this.updates = this.updates.filter(
+          (update) => update.labour_update_type !== "PRIVATE_NOTE",
+        );
+      }
+      this.schedule(["updates"]);
       this.changed("role");
     }
   },

@@ -203,6 +203,21 @@ export function forgotPasswordView(main) {
       h("p", {}, h("a", { href: "/sign-in", text: "Back to sign in" })),
     ),
   );
+  api.accounts
+    .options()
+    .then((options) => {
+      if (!options.password_reset) {
+        form.replaceWith(
+          h("p", {
+            class: "notice",
+            text: "This server cannot send email. Ask the person who runs it to reset your password.",
+          }),
+        );
+      }
+    })
+    .catch(() => {
+      // The form stays; sending it shows what went wrong.
+    });
 }
 
 function newPasswordFields() {

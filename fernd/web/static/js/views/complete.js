@@ -94,9 +94,11 @@ function deleteButton(store) {
 export function completeTab(container, store) {
   const body = h("div");
   container.append(body);
+  let shownPhase = null;
 
   function render() {
     const labour = store.labour;
+    shownPhase = labour.current_phase;
     const sections = [h("section", { class: "card" }, h("h2", { text: "Plan" }), planSummary(labour))];
     if (labour.current_phase === "COMPLETE") {
       sections.push(
@@ -114,8 +116,14 @@ export function completeTab(container, store) {
     replace(body, sections);
   }
 
+  // A change is shown at once when the labour reached another phase, and
+  // otherwise only while nothing here has focus, so that notes being typed
+  // stay.
   const onChange = (event) => {
-    if (event.detail === "labour" && !body.contains(document.activeElement)) {
+    if (event.detail !== "labour") {
+      return;
+    }
+    if (store.labour.current_phase !== shownPhase || !body.contains(document.activeElement)) {
       render();
     }
   };

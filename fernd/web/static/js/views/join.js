@@ -22,6 +22,20 @@ async function ownSubscription(labourId) {
   }
 }
 
+// Plain explanations of the refusals a share link can meet, by the end of
+// fernd's message.
+const REFUSALS = [
+  ["Incorrect subscription token", "This share link no longer works. Ask the mother for her new link."],
+  ["Cannot subscribe to completed labour", "This labour is complete, so nobody new can follow it."],
+  ["Labour has no subscription token set", "This share link does not work yet. Try again in a minute."],
+  ["Labour not found", "This labour does not exist or was deleted."],
+];
+
+function explain(message) {
+  const known = REFUSALS.find(([ending]) => message.endsWith(ending));
+  return known ? known[1] : message;
+}
+
 export function joinView(main, match) {
   setTitle("Follow a labour");
   const labourId = match[1].toLowerCase();
@@ -33,7 +47,10 @@ export function joinView(main, match) {
 
   const show = (...children) => replace(status, ...children);
   const fail = (message) =>
-    show(h("p", { class: "form-error", text: message }), h("a", { href: "/", text: "Go to the start page" }));
+    show(
+      h("p", { class: "form-error", text: explain(message) }),
+      h("a", { href: "/", text: "Go to the start page" }),
+    );
   const open = () => navigate(`/labours/${labourId}/track`, { replace: true });
 
   async function poll() {

@@ -1,6 +1,7 @@
 // The share tab (mother only): the share link and its QR code, invites by
 // email, and a new share token.
 
+import * as api from "../api.js";
 import { busy, confirmAction, field, formError, h, replace, showMessage } from "../dom.js";
 
 export function shareLink(labourId, token) {
@@ -46,6 +47,30 @@ function inviteForm(store) {
   );
 }
 
+// The invite form, or a note when fernd has no email channel to send invites
+// with. fernd offers password reset by email exactly when an email channel is
+// configured, so the account options show whether invites can go out.
+function inviteSection(store) {
+  const body = h("div", {}, inviteForm(store));
+  api.accounts
+    .options()
+    .then((options) => {
+      if (!options.password_reset) {
+        replace(
+          body,
+          h("p", {
+            class: "muted",
+            text: "This server cannot send email, so invites are off. Copy the link and send it yourself.",
+          }),
+        );
+      }
+    })
+    .catch(() => {
+      // The form stays; a failed invite shows its own error.
+    });
+  return h("section", { class: "card" }, h("h2", { text: "Invite by email" }), body);
+}
+
 export function shareTab(container, store) {
   const linkBox = h("div", { class: "share-link" });
   const regenerate = h("button", {
@@ -75,7 +100,7 @@ export function shareTab(container, store) {
       linkBox,
       complete ? h("p", { class: "muted", text: "Nobody can ask to follow a completed labour." }) : regenerate,
     ),
-    complete ? null : h("section", { class: "card" }, h("h2", { text: "Invite by email" }), inviteForm(store)),
+    complete ? null : inviteSection(store),
   );
 
   function render() {

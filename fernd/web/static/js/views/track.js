@@ -84,6 +84,9 @@ function editContraction(store, item) {
   return openDialog("Edit contraction", (close) => {
     const start = h("input", { type: "datetime-local", step: 1, required: true, value: toLocalInput(item.start) });
     const end = h("input", { type: "datetime-local", step: 1, required: true, value: toLocalInput(item.end) });
+    // The values as the inputs show them, which browsers may shorten.
+    const startShown = start.value;
+    const endShown = end.value;
     const intensity = h("input", {
       type: "number",
       min: 0,
@@ -109,12 +112,16 @@ function editContraction(store, item) {
               if (startTime === null || endTime === null) {
                 throw new Error("Enter both the start and the end time.");
               }
-              await store.send("Contraction", "UpdateContraction", {
-                contraction_id: item.id,
-                start_time: isoTime(startTime),
-                end_time: isoTime(endTime),
-                intensity: Number(intensity.value),
-              });
+              const fields = { contraction_id: item.id, intensity: Number(intensity.value) };
+              // The inputs show whole seconds, so a time is sent only when it
+              // was changed and an unchanged one keeps its milliseconds.
+              if (start.value !== startShown) {
+                fields.start_time = isoTime(startTime);
+              }
+              if (end.value !== endShown) {
+                fields.end_time = isoTime(endTime);
+              }
+              await store.send("Contraction", "UpdateContraction", fields);
               close(true);
             },
             error,

@@ -26,6 +26,17 @@ function lastAnnouncementTime(store) {
   return latest;
 }
 
+// Whether an announcement waits in the outbox. fernd would refuse a second
+// one sent right after it, so none is queued until it has been sent.
+function announcementQueued(store) {
+  return store
+    .pending()
+    .some(
+      (entry) =>
+        entry.name === "PostLabourUpdate" && entry.payload.labour_update_type === "ANNOUNCEMENT",
+    );
+}
+
 // Milliseconds until fernd accepts the next announcement, or 0.
 function cooldownLeft(store) {
   const last = lastAnnouncementTime(store);
@@ -126,10 +137,18 @@ function postForm(store) {
   const submit = h("button", { type: "submit", class: "primary", text: "Post update" });
   const selected = () => form.querySelector("input[name=post-type]:checked").value;
   const refresh = () => {
-    const left = selected() === "ANNOUNCEMENT" ? cooldownLeft(store) : 0;
-    cooldown.textContent =
-      left > 0 ? `You can send the next announcement in ${Math.ceil(left / 1000)} s.` : "";
-    submit.disabled = left > 0;
+    const announcing = selected() === "ANNOUNCEMENT";
+    const queued = announcing && announcementQueued(store);
+    const left = announcing ? cooldownLeft(store) : 0;
+    if (queued) {
+      cooldown.textContent =
+        "Your last announcement is waiting to be sent. You can send the next one " +
+        `${ANNOUNCEMENT_COOLDOWN_MS / 1000} s after it arrives.`;
+    } else {
+      cooldown.textContent =
+        left > 0 ? `You can send the next announcement in ${Math.ceil(left / 1000)} s.` : "";
+    }
+    submit.disabled = queued || left > 0;
   };
   const form = h(
     "form",
@@ -252,7 +271,7 @@ export function updatesTab(container, store) {
     if (["updates", "outbox", "role"].includes(event.detail)) {
       renderList();
     }
-    if (post && ["updates", "clock"].includes(event.detail)) {
+    if (post && ["updates", "outbox", "clock"].includes(event.detail)) {
       post.refresh();
     }
   };
