@@ -749,6 +749,9 @@ class LabourActor:
             self.database.purge_outcomes_before(
                 now - timedelta(days=IDEMPOTENCY_RETENTION_DAYS)
             )
+            self.registry.shared.save_checkpoints(
+                self.labour_id, self.shared_checkpoints, now
+            )
             if not self._has_unfinished_work():
                 self.registry.shared.clear_pending(self.labour_id)
         except Exception:

@@ -146,6 +146,9 @@ _MIGRATIONS = [
     """,
 ]
 
+# Events a shared checkpoint may lag behind in the database while its
+# projector changes no row.
+CHECKPOINT_SAVE_INTERVAL = 256
 LABOUR_STATUS_PROJECTOR = "LabourStatusReadModelProjector"
 SUBSCRIPTION_STATUS_PROJECTOR = "SubscriptionStatusReadModelProjector"
 SHARED_PROJECTORS = (LABOUR_STATUS_PROJECTOR, SUBSCRIPTION_STATUS_PROJECTOR)
@@ -277,6 +280,10 @@ class SharedCheckpoint(msgspec.Struct, kw_only=True):
     last_processed_sequence: int = 0
     status: str = "healthy"
     error_count: int = 0
+    # The sequence written in the database, and the last event applied since
+    # then, when `project` has not written it yet.
+    stored_sequence: int = 0
+    unsaved: StoredEvent | None = None
 
     @property
     def faulted(self) -> bool:
@@ -309,7 +316,10 @@ class SharedDatabase:
         ).fetchall()
         stored = {
             row[0]: SharedCheckpoint(
-                last_processed_sequence=row[1], status=row[2], error_count=row[3]
+                last_processed_sequence=row[1],
+                status=row[2],
+                error_count=row[3],
+                stored_sequence=row[1],
             )
             for row in rows
         }
@@ -326,7 +336,15 @@ class SharedDatabase:
     ) -> bool:
         """Apply `events` to each shared projector after its checkpoint, rows
         and checkpoint in one transaction per projector. Checkpoints are
-        updated in place. Return False when a projector failed."""
+        updated in place. Return False when a projector failed.
+
+        A checkpoint is written with every row it changes, and otherwise at
+        least every CHECKPOINT_SAVE_INTERVAL events and by `save_checkpoints`
+        when the labour closes. Events that changed no row leave no work
+        behind, so a checkpoint that lags after a crash only makes the next
+        activation apply them again without effect, and most batches of a
+        busy labour need no commit of this database.
+        """
         succeeded = True
         for name, apply in _APPLY.items():
             checkpoint = checkpoints[name]
@@ -337,13 +355,20 @@ class SharedDatabase:
             ]
             if not pending:
                 continue
+            last = pending[-1]
             try:
                 with self.connection:
+                    changed = False
                     for stored in pending:
-                        apply(self.connection, stored)
-                    # The checkpoint is the last event applied even when no
-                    # row changed, so a restart finds no work left to redo.
-                    self._write_checkpoint(name, labour_id, pending[-1], None, 0, now)
+                        changed = apply(self.connection, stored) or changed
+                    save = (
+                        changed
+                        or checkpoint.status != "healthy"
+                        or last.sequence - checkpoint.stored_sequence
+                        >= CHECKPOINT_SAVE_INTERVAL
+                    )
+                    if save:
+                        self._write_checkpoint(name, labour_id, last, None, 0, now)
             except Exception as error:
                 checkpoint.status = "error"
                 checkpoint.error_count += 1
@@ -370,10 +395,32 @@ class SharedDatabase:
                 )
                 succeeded = False
                 continue
-            checkpoint.last_processed_sequence = pending[-1].sequence
+            checkpoint.last_processed_sequence = last.sequence
             checkpoint.status = "healthy"
             checkpoint.error_count = 0
+            if save:
+                checkpoint.stored_sequence = last.sequence
+                checkpoint.unsaved = None
+            else:
+                checkpoint.unsaved = last
         return succeeded
+
+    def save_checkpoints(
+        self,
+        labour_id: UUID,
+        checkpoints: dict[str, SharedCheckpoint],
+        now: datetime,
+    ) -> None:
+        """Write the checkpoints that `project` left unwritten, in one
+        transaction; called when a labour closes."""
+        with self.connection:
+            for name, checkpoint in checkpoints.items():
+                last = checkpoint.unsaved
+                if last is None or checkpoint.status != "healthy":
+                    continue
+                self._write_checkpoint(name, labour_id, last, None, 0, now)
+                checkpoint.stored_sequence = last.sequence
+                checkpoint.unsaved = None
 
     def _write_checkpoint(
         self,
