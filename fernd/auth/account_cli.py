@@ -127,6 +127,17 @@ def _password(args: argparse.Namespace) -> tuple[str, bool]:
     return first, False
 
 
+def _checked_password(args: argparse.Namespace) -> tuple[str, bool]:
+    """Return the password and whether it was generated; raise _PasswordError
+    when it cannot be read or breaks the password rule."""
+    password, generated = _password(args)
+    try:
+        check_password(password)
+    except AccountRefused as error:
+        raise _PasswordError(error.message) from None
+    return password, generated
+
+
 def _service(args: argparse.Namespace) -> tuple[AccountService, Any]:
     settings = load_settings(args.config, os.environ, {"data_dir": args.data_dir})
     shared = _open_shared(args)
@@ -149,12 +160,9 @@ def _fail(message: str, status: int = EXIT_USAGE) -> int:
 
 def _create_user(args: argparse.Namespace) -> int:
     try:
-        password, generated = _password(args)
-        check_password(password)
+        password, generated = _checked_password(args)
     except _PasswordError as error:
         return _fail(str(error))
-    except AccountRefused as error:
-        return _fail(error.message)
     service, shared = _service(args)
     registration = Registration(
         email=args.email,
@@ -178,12 +186,9 @@ def _create_user(args: argparse.Namespace) -> int:
 
 def _reset_password(args: argparse.Namespace) -> int:
     try:
-        password, generated = _password(args)
-        check_password(password)
+        password, generated = _checked_password(args)
     except _PasswordError as error:
         return _fail(str(error))
-    except AccountRefused as error:
-        return _fail(error.message)
     service, shared = _service(args)
     try:
         row = trio.run(

@@ -35,6 +35,8 @@ import pytest
 
 from fernd.auth.tokens import LocalTokenIssuer
 from tests.conftest import FerndServer
+from tests.e2e import account_helpers as accounts
+from tests.e2e.account_helpers import PASSWORD
 from tests.e2e.helpers import error, expect_status
 from tests.e2e.mail_helpers import (
     ConfiguredServer,
@@ -45,7 +47,6 @@ from tests.e2e.mail_helpers import (
 
 T = TypeVar("T")
 
-PASSWORD = "correct horse battery"
 NEW_PASSWORD = "staple horse battery"
 PHONE = "+447700900123"
 # Not the example number that the phone number rule's error message shows.
@@ -94,30 +95,6 @@ LOGIN_LIMITED = error(
 def _email(prefix: str) -> str:
     """Return an address no other test uses, so module servers stay clean."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}@example.org"
-
-
-def _register(
-    client: httpx.Client, email: str, password: str = PASSWORD, **profile: Any
-) -> dict[str, Any]:
-    reply = client.post(
-        "/api/v1/auth/register", json={"email": email, "password": password, **profile}
-    )
-    body: dict[str, Any] = expect_status(reply, 201).json()
-    return body
-
-
-def _login(client: httpx.Client, email: str, password: str) -> httpx.Response:
-    return client.post(
-        "/api/v1/auth/login", json={"email": email, "password": password}
-    )
-
-
-def _refresh(client: httpx.Client, refresh_token: str) -> httpx.Response:
-    return client.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def _in_parallel(call: Callable[[int], T], count: int = RACERS) -> list[T]:
@@ -245,7 +222,9 @@ def victim(server: FerndServer) -> dict[str, Any]:
     """An account that the hostile requests target. Only its refresh token
     changes, because each hostile-body test refreshes it."""
     with server.client() as client:
-        return _register(client, _email("victim"), name="Vic Tim", phone_number=PHONE)
+        return accounts.register(
+            client, _email("victim"), name="Vic Tim", phone_number=PHONE
+        )
 
 
 @pytest.fixture
@@ -368,7 +347,7 @@ def test_hostile_bodies_get_json_4xx(
         profile_after = expect_status(client.get("/api/v1/me"), 200).json()
         # The login still works: nothing above changed the password or
         # revoked the refresh token.
-        refreshed = _refresh(client, victim["refresh_token"])
+        refreshed = accounts.refresh(client, victim["refresh_token"])
 
     assert unexpected == []
     assert _account_total(server) == accounts_before
@@ -388,7 +367,7 @@ def test_duplicate_json_keys_rejected(client: httpx.Client) -> None:
     reply = client.post("/api/v1/auth/register", content=body)
 
     assert reply.status_code == 400
-    assert _login(client, second, PASSWORD).status_code == 401
+    assert accounts.login(client, second, PASSWORD).status_code == 401
 
 
 # Email addresses
@@ -396,7 +375,7 @@ def test_duplicate_json_keys_rejected(client: httpx.Client) -> None:
 
 def test_email_lookalikes_collide(client: httpx.Client) -> None:
     local = f"kate{uuid.uuid4().hex[:8]}"
-    _register(client, f"{local}@example.org")
+    accounts.register(client, f"{local}@example.org")
     variants = {
         "upper case": f"{local.upper()}@EXAMPLE.ORG",
         "surrounding spaces": f"  {local}@example.org  ",
@@ -411,7 +390,7 @@ def test_email_lookalikes_collide(client: httpx.Client) -> None:
         for name, address in variants.items()
     }
     logins = {
-        name: _login(client, address, PASSWORD).status_code
+        name: accounts.login(client, address, PASSWORD).status_code
         for name, address in variants.items()
     }
 
@@ -457,8 +436,8 @@ def test_parallel_refreshes_revoke_the_login(
     server: FerndServer, client: httpx.Client
 ) -> None:
     email = _email("refresh-race")
-    pair = _register(client, email)
-    other_device = expect_status(_login(client, email, PASSWORD), 200).json()
+    pair = accounts.register(client, email)
+    other_device = expect_status(accounts.login(client, email, PASSWORD), 200).json()
 
     replies = _in_parallel(
         lambda _: _post_alone(
@@ -474,9 +453,9 @@ def test_parallel_refreshes_revoke_the_login(
     # A rotated token came back, so every token of that login is revoked,
     # the winner's new one included.
     winner_token = winners[0].json()["refresh_token"]
-    assert _refresh(client, winner_token).status_code == 401
+    assert accounts.refresh(client, winner_token).status_code == 401
     # The login of the other device is a different family and still works.
-    assert _refresh(client, other_device["refresh_token"]).status_code == 200
+    assert accounts.refresh(client, other_device["refresh_token"]).status_code == 200
 
 
 def test_parallel_registrations_create_one_account(
@@ -498,14 +477,14 @@ def test_parallel_registrations_create_one_account(
 
     assert statuses == [201] + [409] * 11
     assert _account_total(server) == accounts_before + 1
-    assert _login(client, email, PASSWORD).status_code == 200
+    assert accounts.login(client, email, PASSWORD).status_code == 200
 
 
 def test_parallel_wrong_logins_stop_at_account_limit(
     server: FerndServer, client: httpx.Client
 ) -> None:
     email = _email("guessed")
-    _register(client, email)
+    accounts.register(client, email)
 
     replies = _in_parallel(
         lambda n: _post_alone(
@@ -516,8 +495,8 @@ def test_parallel_wrong_logins_stop_at_account_limit(
         count=25,
     )
     statuses = [reply.status_code for reply in replies]
-    right = _login(client, email, PASSWORD)
-    upper = _login(client, email.upper(), PASSWORD)
+    right = accounts.login(client, email, PASSWORD)
+    upper = accounts.login(client, email.upper(), PASSWORD)
 
     assert statuses.count(401) == ACCOUNT_FAILURE_LIMIT
     assert statuses.count(429) == 25 - ACCOUNT_FAILURE_LIMIT
@@ -532,7 +511,7 @@ def test_parallel_wrong_logins_stop_at_address_limit(
 ) -> None:
     with limited_server.client() as client:
         email = _email("bystander")
-        _register(client, email)
+        accounts.register(client, email)
 
         replies = _in_parallel(
             lambda n: _post_alone(
@@ -543,7 +522,7 @@ def test_parallel_wrong_logins_stop_at_address_limit(
             count=12,
         )
         statuses = [reply.status_code for reply in replies]
-        right = _login(client, email, PASSWORD)
+        right = accounts.login(client, email, PASSWORD)
 
     assert statuses.count(401) == ADDRESS_FAILURE_LIMIT
     assert statuses.count(429) == 12 - ADDRESS_FAILURE_LIMIT
@@ -582,8 +561,8 @@ def test_password_change_revokes_racing_logins(
     server: FerndServer, client: httpx.Client
 ) -> None:
     email = _email("change-race")
-    pair = _register(client, email)
-    device = expect_status(_login(client, email, PASSWORD), 200).json()
+    pair = accounts.register(client, email)
+    device = expect_status(accounts.login(client, email, PASSWORD), 200).json()
     outcome: dict[str, httpx.Response] = {}
 
     def change() -> None:
@@ -599,21 +578,21 @@ def test_password_change_revokes_racing_logins(
     # Refresh and log in with the old password for as long as the change runs.
     issued = [device["refresh_token"]]
     while changer.is_alive():
-        refreshed = _refresh(client, issued[-1])
+        refreshed = accounts.refresh(client, issued[-1])
         if refreshed.status_code == 200:
             issued.append(refreshed.json()["refresh_token"])
-        login = _login(client, email, PASSWORD)
+        login = accounts.login(client, email, PASSWORD)
         if login.status_code == 200:
             issued.append(login.json()["refresh_token"])
     changer.join()
 
     assert outcome["change"].status_code == 204
     # Every refresh token issued before the change committed is revoked.
-    assert [_refresh(client, token).status_code for token in issued] == [401] * len(
-        issued
-    )
-    assert _login(client, email, PASSWORD).status_code == 401
-    assert _login(client, email, NEW_PASSWORD).status_code == 200
+    assert [accounts.refresh(client, token).status_code for token in issued] == [
+        401
+    ] * len(issued)
+    assert accounts.login(client, email, PASSWORD).status_code == 401
+    assert accounts.login(client, email, NEW_PASSWORD).status_code == 200
 
 
 def test_reset_link_used_twice_at_once(
@@ -622,7 +601,7 @@ def test_reset_link_used_twice_at_once(
     server, sink = mailing_server
     email = _email("reset-race")
     with server.client() as client:
-        pair = _register(client, email, phone_number=PHONE)
+        pair = accounts.register(client, email, phone_number=PHONE)
         requested = client.post(
             "/api/v1/auth/password-reset", json={"email": email.upper()}
         )
@@ -643,10 +622,10 @@ def test_reset_link_used_twice_at_once(
         statuses = [reply.status_code for reply in replies]
         winner = statuses.index(204) if 204 in statuses else -1
         logins = [
-            _login(client, email, f"new password number {n:02d}").status_code
+            accounts.login(client, email, f"new password number {n:02d}").status_code
             for n in range(6)
         ]
-        old_refresh = _refresh(client, pair["refresh_token"])
+        old_refresh = accounts.refresh(client, pair["refresh_token"])
 
     assert requested.status_code == 202
     assert sorted(statuses) == [204] + [400] * 5
@@ -780,14 +759,14 @@ def test_nested_token_payload_rejected_at_upgrade(server: FerndServer) -> None:
 
 def test_nested_token_payload_ignored_by_login(server: FerndServer) -> None:
     with server.client(_nested_payload_token()) as client:
-        login = _login(client, _email("nobody"), PASSWORD)
+        login = accounts.login(client, _email("nobody"), PASSWORD)
 
     assert login.status_code == 401
     assert login.json() == INVALID_CREDENTIALS
 
 
 def test_token_lifetimes(server: FerndServer, client: httpx.Client) -> None:
-    pair = _register(client, _email("lifetime"))
+    pair = accounts.register(client, _email("lifetime"))
     header, claims, _ = _segments(pair["access_token"])
     digest = hashlib.sha256(pair["refresh_token"].encode()).hexdigest()
     connection = apsw.Connection(
@@ -815,13 +794,13 @@ def test_token_lifetimes(server: FerndServer, client: httpx.Client) -> None:
 
 
 def test_access_token_as_refresh_token_rejected(client: httpx.Client) -> None:
-    pair = _register(client, _email("swap"))
+    pair = accounts.register(client, _email("swap"))
 
-    refreshed = _refresh(client, pair["access_token"])
+    refreshed = accounts.refresh(client, pair["access_token"])
     logout = client.post(
         "/api/v1/auth/logout", json={"refresh_token": pair["access_token"]}
     )
-    still_signed_in = _refresh(client, pair["refresh_token"])
+    still_signed_in = accounts.refresh(client, pair["refresh_token"])
 
     assert refreshed.status_code == 401
     assert refreshed.json() == INVALID_REFRESH
@@ -832,16 +811,18 @@ def test_access_token_as_refresh_token_rejected(client: httpx.Client) -> None:
 
 def test_refresh_tokens_dead_after_logout_and_reuse(client: httpx.Client) -> None:
     email = _email("dead")
-    first = _register(client, email)
-    second = expect_status(_login(client, email, PASSWORD), 200).json()
-    rotated = expect_status(_refresh(client, second["refresh_token"]), 200).json()
+    first = accounts.register(client, email)
+    second = expect_status(accounts.login(client, email, PASSWORD), 200).json()
+    rotated = expect_status(
+        accounts.refresh(client, second["refresh_token"]), 200
+    ).json()
 
     logout = client.post(
         "/api/v1/auth/logout", json={"refresh_token": first["refresh_token"]}
     )
-    after_logout = _refresh(client, first["refresh_token"])
-    reused = _refresh(client, second["refresh_token"])
-    after_reuse = _refresh(client, rotated["refresh_token"])
+    after_logout = accounts.refresh(client, first["refresh_token"])
+    reused = accounts.refresh(client, second["refresh_token"])
+    after_reuse = accounts.refresh(client, rotated["refresh_token"])
 
     assert logout.status_code == 204
     assert after_logout.json() == INVALID_REFRESH
@@ -869,12 +850,12 @@ def test_deleted_account_loses_its_logins(
     server: FerndServer, client: httpx.Client
 ) -> None:
     email = _email("deleted")
-    pair = _register(client, email)
+    pair = accounts.register(client, email)
 
     _delete_account(server, pair["user"]["user_id"])
-    me = client.get("/api/v1/me", headers=_bearer(pair["access_token"]))
-    refreshed = _refresh(client, pair["refresh_token"])
-    login = _login(client, email, PASSWORD)
+    me = client.get("/api/v1/me", headers=accounts.bearer(pair["access_token"]))
+    refreshed = accounts.refresh(client, pair["refresh_token"])
+    login = accounts.login(client, email, PASSWORD)
     again = client.post(
         "/api/v1/auth/register", json={"email": email, "password": PASSWORD}
     )
@@ -919,13 +900,13 @@ def test_upgrade_with_trailing_byte_keeps_server_up(
 def test_register_survives_kill(crash_server: FerndServer) -> None:
     email = _email("crash-register")
     with crash_server.client() as client:
-        pair = _register(client, email, phone_number=PHONE)
+        pair = accounts.register(client, email, phone_number=PHONE)
     crash_server.kill()
     crash_server.start()
 
     with crash_server.client() as client:
-        login = _login(client, email, PASSWORD)
-        refreshed = _refresh(client, pair["refresh_token"])
+        login = accounts.login(client, email, PASSWORD)
+        refreshed = accounts.refresh(client, pair["refresh_token"])
         again = client.post(
             "/api/v1/auth/register", json={"email": email, "password": PASSWORD}
         )
@@ -939,14 +920,16 @@ def test_register_survives_kill(crash_server: FerndServer) -> None:
 
 def test_refresh_survives_kill(crash_server: FerndServer) -> None:
     with crash_server.client() as client:
-        pair = _register(client, _email("crash-refresh"))
-        rotated = expect_status(_refresh(client, pair["refresh_token"]), 200).json()
+        pair = accounts.register(client, _email("crash-refresh"))
+        rotated = expect_status(
+            accounts.refresh(client, pair["refresh_token"]), 200
+        ).json()
     crash_server.kill()
     crash_server.start()
 
     with crash_server.client() as client:
-        newest = _refresh(client, rotated["refresh_token"])
-        oldest = _refresh(client, pair["refresh_token"])
+        newest = accounts.refresh(client, rotated["refresh_token"])
+        oldest = accounts.refresh(client, pair["refresh_token"])
 
     assert newest.status_code == 200
     # The rotation was committed, so the first token counts as reused.
@@ -956,20 +939,20 @@ def test_refresh_survives_kill(crash_server: FerndServer) -> None:
 def test_password_change_survives_kill(crash_server: FerndServer) -> None:
     email = _email("crash-password")
     with crash_server.client() as client:
-        pair = _register(client, email)
+        pair = accounts.register(client, email)
         changed = client.post(
             "/api/v1/me/password",
             json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
-            headers=_bearer(pair["access_token"]),
+            headers=accounts.bearer(pair["access_token"]),
         )
     assert changed.status_code == 204
     crash_server.kill()
     crash_server.start()
 
     with crash_server.client() as client:
-        old = _login(client, email, PASSWORD)
-        new = _login(client, email, NEW_PASSWORD)
-        refreshed = _refresh(client, pair["refresh_token"])
+        old = accounts.login(client, email, PASSWORD)
+        new = accounts.login(client, email, NEW_PASSWORD)
+        refreshed = accounts.refresh(client, pair["refresh_token"])
 
     assert old.status_code == 401
     assert new.status_code == 200
@@ -981,7 +964,7 @@ def test_password_change_survives_kill(crash_server: FerndServer) -> None:
 
 def test_rotation_keeps_old_access_tokens(crash_server: FerndServer) -> None:
     with crash_server.client() as client:
-        pair = _register(client, _email("rotation"))
+        pair = accounts.register(client, _email("rotation"))
     old_kid = _segments(pair["access_token"])[0]["kid"]
 
     rotated = _fernd(
@@ -994,11 +977,13 @@ def test_rotation_keeps_old_access_tokens(crash_server: FerndServer) -> None:
         deadline = time.monotonic() + 10
         # A running server signs with the new key within 2 s.
         while new_kid == old_kid and time.monotonic() < deadline:
-            refreshed = expect_status(_refresh(client, refresh_token), 200).json()
+            refreshed = expect_status(
+                accounts.refresh(client, refresh_token), 200
+            ).json()
             refresh_token = refreshed["refresh_token"]
             new_kid = _segments(refreshed["access_token"])[0]["kid"]
             time.sleep(0.2)
-        me = client.get("/api/v1/me", headers=_bearer(pair["access_token"]))
+        me = client.get("/api/v1/me", headers=accounts.bearer(pair["access_token"]))
         published = client.get("/.well-known/jwks.json").json()
 
     assert new_kid != old_kid
@@ -1023,8 +1008,8 @@ def test_account_replies_carry_security_headers(
     pair = created.json()
     replies = [
         created,
-        _login(client, email, PASSWORD),
-        _login(client, email, "not the password"),
+        accounts.login(client, email, PASSWORD),
+        accounts.login(client, email, "not the password"),
         client.post(
             "/api/v1/auth/register", json={"email": email, "password": PASSWORD}
         ),
@@ -1032,8 +1017,8 @@ def test_account_replies_carry_security_headers(
         client.post("/api/v1/auth/register", content=b"x" * (MAX_BODY_BYTES + 1)),
         client.get("/api/v1/auth/login"),
         client.get("/api/v1/me"),
-        client.get("/api/v1/me", headers=_bearer(pair["access_token"])),
-        _refresh(client, "unknown"),
+        client.get("/api/v1/me", headers=accounts.bearer(pair["access_token"])),
+        accounts.refresh(client, "unknown"),
         client.post("/api/v1/auth/password-reset", json={"email": email}),
         client.post(
             "/api/v1/auth/logout", json={"refresh_token": pair["refresh_token"]}
@@ -1063,15 +1048,15 @@ def test_log_and_errors_hold_no_secrets(
     email = _email("secretive")
     password = "a very secret password"
     wrong = "the wrong secret password"
-    pair = _register(
+    pair = accounts.register(
         client, email, password, name="Sam Secret", phone_number=SECRET_PHONE
     )
-    rotated = expect_status(_refresh(client, pair["refresh_token"]), 200).json()
+    rotated = expect_status(accounts.refresh(client, pair["refresh_token"]), 200).json()
     errors = [
-        _login(client, email, wrong),
-        _login(client, email.upper(), "x" * 2000),
-        _refresh(client, pair["refresh_token"]),
-        _refresh(client, rotated["refresh_token"]),
+        accounts.login(client, email, wrong),
+        accounts.login(client, email.upper(), "x" * 2000),
+        accounts.refresh(client, pair["refresh_token"]),
+        accounts.refresh(client, rotated["refresh_token"]),
         client.post(
             "/api/v1/auth/register", json={"email": email, "password": password}
         ),
@@ -1081,14 +1066,16 @@ def test_log_and_errors_hold_no_secrets(
         client.patch(
             "/api/v1/me",
             json={"phone_number": "+44 7700 900123"},
-            headers=_bearer(rotated["access_token"]),
+            headers=accounts.bearer(rotated["access_token"]),
         ),
         client.post(
             "/api/v1/me/password",
             json={"current_password": wrong, "new_password": NEW_PASSWORD},
-            headers=_bearer(rotated["access_token"]),
+            headers=accounts.bearer(rotated["access_token"]),
         ),
-        client.get("/api/v1/me", headers=_bearer(rotated["access_token"] + "x")),
+        client.get(
+            "/api/v1/me", headers=accounts.bearer(rotated["access_token"] + "x")
+        ),
     ]
     secrets = [
         email,
@@ -1134,8 +1121,8 @@ def test_password_from_stdin_kept_verbatim(server: FerndServer) -> None:
         stdin=f"{PASSWORD}  \n",
     )
     with server.client() as client:
-        trimmed = _login(client, email, PASSWORD)
-        verbatim = _login(client, email, f"{PASSWORD}  ")
+        trimmed = accounts.login(client, email, PASSWORD)
+        verbatim = accounts.login(client, email, f"{PASSWORD}  ")
 
     assert created.returncode == 0, created.stderr
     # Only the line break is removed, so the trailing spaces are part of it.
@@ -1154,7 +1141,7 @@ def operator_mistakes(
     labour_id = str(uuid.uuid4())
     registered = _email("registered")
     with server.client() as client:
-        _register(client, registered)
+        accounts.register(client, registered)
     closed_port = f"http://127.0.0.1:{free_port()}"
     line = f"{NEW_PASSWORD}\n"
     return {

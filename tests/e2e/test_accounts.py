@@ -16,10 +16,11 @@ import httpx
 import pytest
 
 from tests.conftest import FerndServer
+from tests.e2e import account_helpers as accounts
+from tests.e2e.account_helpers import PASSWORD
 from tests.e2e.helpers import error, expect_status
 from tests.e2e.mail_helpers import ConfiguredServer, MailSink, write_config
 
-PASSWORD = "correct horse battery"
 NEW_PASSWORD = "staple horse battery"
 PHONE = "+447700900123"
 PUBLIC_URL = "https://fern.example.org"
@@ -34,30 +35,6 @@ def _claims(access_token: str) -> dict[str, Any]:
         base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
     )
     return decoded
-
-
-def _register(
-    client: httpx.Client, email: str, password: str = PASSWORD, **profile: Any
-) -> dict[str, Any]:
-    reply = client.post(
-        "/api/v1/auth/register", json={"email": email, "password": password, **profile}
-    )
-    body: dict[str, Any] = expect_status(reply, 201).json()
-    return body
-
-
-def _login(client: httpx.Client, email: str, password: str) -> httpx.Response:
-    return client.post(
-        "/api/v1/auth/login", json={"email": email, "password": password}
-    )
-
-
-def _refresh(client: httpx.Client, refresh_token: str) -> httpx.Response:
-    return client.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +63,7 @@ def client(server: FerndServer) -> Iterator[httpx.Client]:
 
 
 def test_registered_account_gets_working_tokens(client: httpx.Client) -> None:
-    pair = _register(
+    pair = accounts.register(
         client,
         "Alex.Morgan@Example.org",
         name="Alex Morgan",
@@ -108,7 +85,7 @@ def test_registered_account_gets_working_tokens(client: httpx.Client) -> None:
     assert claims["email"] == "Alex.Morgan@Example.org"
     assert claims["phone_number"] == PHONE
 
-    headers = _bearer(pair["access_token"])
+    headers = accounts.bearer(pair["access_token"])
     planned = client.post(
         "/api/v1/labour/plan",
         json={"first_labour": True, "due_date": "2027-01-10T00:00:00Z"},
@@ -122,7 +99,7 @@ def test_registered_account_gets_working_tokens(client: httpx.Client) -> None:
 
 
 def test_email_is_unique_whatever_its_case(client: httpx.Client) -> None:
-    _register(client, "case@example.org")
+    accounts.register(client, "case@example.org")
 
     reply = client.post(
         "/api/v1/auth/register",
@@ -178,7 +155,7 @@ def test_invalid_registration_is_refused(
 
     assert reply.status_code == 400
     assert reply.json() == error(message, "validation_error")
-    login = _login(client, body["email"], body["password"])
+    login = accounts.login(client, body["email"], body["password"])
     assert login.status_code == 401
 
 
@@ -202,11 +179,11 @@ def test_malformed_registration_is_refused(client: httpx.Client, body: bytes) ->
 def test_login_refuses_wrong_password_and_unknown_email_alike(
     client: httpx.Client,
 ) -> None:
-    _register(client, "login@example.org")
+    accounts.register(client, "login@example.org")
 
-    wrong = _login(client, "login@example.org", "wrong password!")
-    unknown = _login(client, "nobody@example.org", PASSWORD)
-    right = _login(client, "LOGIN@example.org", PASSWORD)
+    wrong = accounts.login(client, "login@example.org", "wrong password!")
+    unknown = accounts.login(client, "nobody@example.org", PASSWORD)
+    right = accounts.login(client, "LOGIN@example.org", PASSWORD)
 
     assert (wrong.status_code, wrong.json()) == (401, INVALID_CREDENTIALS)
     assert (unknown.status_code, unknown.json()) == (401, INVALID_CREDENTIALS)
@@ -218,10 +195,10 @@ def test_login_refuses_wrong_password_and_unknown_email_alike(
 
 
 def test_refresh_rotates_the_refresh_token(client: httpx.Client) -> None:
-    first = _register(client, "rotate@example.org")
+    first = accounts.register(client, "rotate@example.org")
 
-    second = expect_status(_refresh(client, first["refresh_token"]), 200).json()
-    third = expect_status(_refresh(client, second["refresh_token"]), 200).json()
+    second = expect_status(accounts.refresh(client, first["refresh_token"]), 200).json()
+    third = expect_status(accounts.refresh(client, second["refresh_token"]), 200).json()
 
     assert len({first["refresh_token"], second["refresh_token"]}) == 2
     assert third["user"]["user_id"] == first["user"]["user_id"]
@@ -230,16 +207,16 @@ def test_refresh_rotates_the_refresh_token(client: httpx.Client) -> None:
 
 
 def test_reused_refresh_token_revokes_the_whole_login(client: httpx.Client) -> None:
-    first = _register(client, "reuse@example.org")
+    first = accounts.register(client, "reuse@example.org")
     other_login = expect_status(
-        _login(client, "reuse@example.org", PASSWORD), 200
+        accounts.login(client, "reuse@example.org", PASSWORD), 200
     ).json()
-    second = expect_status(_refresh(client, first["refresh_token"]), 200).json()
+    second = expect_status(accounts.refresh(client, first["refresh_token"]), 200).json()
 
     # Someone replays the rotated token: the login it belongs to ends.
-    replayed = _refresh(client, first["refresh_token"])
-    after_reuse = _refresh(client, second["refresh_token"])
-    other = _refresh(client, other_login["refresh_token"])
+    replayed = accounts.refresh(client, first["refresh_token"])
+    after_reuse = accounts.refresh(client, second["refresh_token"])
+    other = accounts.refresh(client, other_login["refresh_token"])
 
     assert (replayed.status_code, replayed.json()) == (401, INVALID_REFRESH)
     assert (after_reuse.status_code, after_reuse.json()) == (401, INVALID_REFRESH)
@@ -248,8 +225,10 @@ def test_reused_refresh_token_revokes_the_whole_login(client: httpx.Client) -> N
 
 
 def test_logout_revokes_the_login(client: httpx.Client) -> None:
-    pair = _register(client, "logout@example.org")
-    refreshed = expect_status(_refresh(client, pair["refresh_token"]), 200).json()
+    pair = accounts.register(client, "logout@example.org")
+    refreshed = expect_status(
+        accounts.refresh(client, pair["refresh_token"]), 200
+    ).json()
 
     first = client.post(
         "/api/v1/auth/logout", json={"refresh_token": refreshed["refresh_token"]}
@@ -261,12 +240,12 @@ def test_logout_revokes_the_login(client: httpx.Client) -> None:
     assert first.status_code == 204
     assert again.status_code == 204
     assert "Content-Type" not in first.headers
-    assert _refresh(client, refreshed["refresh_token"]).status_code == 401
+    assert accounts.refresh(client, refreshed["refresh_token"]).status_code == 401
 
 
 @pytest.mark.parametrize("token", ["", "x" * 43, "a.b.c"])
 def test_unknown_refresh_token_is_refused(client: httpx.Client, token: str) -> None:
-    reply = _refresh(client, token)
+    reply = accounts.refresh(client, token)
 
     assert (reply.status_code, reply.json()) == (401, INVALID_REFRESH)
 
@@ -275,8 +254,8 @@ def test_unknown_refresh_token_is_refused(client: httpx.Client, token: str) -> N
 
 
 def test_profile_changes_reach_the_next_access_token(client: httpx.Client) -> None:
-    pair = _register(client, "profile@example.org", name="Pat")
-    headers = _bearer(pair["access_token"])
+    pair = accounts.register(client, "profile@example.org", name="Pat")
+    headers = accounts.bearer(pair["access_token"])
 
     changed = client.patch(
         "/api/v1/me",
@@ -284,7 +263,9 @@ def test_profile_changes_reach_the_next_access_token(client: httpx.Client) -> No
         headers=headers,
     )
     me = client.get("/api/v1/me", headers=headers)
-    refreshed = expect_status(_refresh(client, pair["refresh_token"]), 200).json()
+    refreshed = expect_status(
+        accounts.refresh(client, pair["refresh_token"]), 200
+    ).json()
 
     assert changed.status_code == 200
     assert changed.json()["first_name"] == "Patricia"
@@ -297,8 +278,8 @@ def test_profile_changes_reach_the_next_access_token(client: httpx.Client) -> No
 
 
 def test_profile_refuses_bad_fields(client: httpx.Client) -> None:
-    pair = _register(client, "badprofile@example.org")
-    headers = _bearer(pair["access_token"])
+    pair = accounts.register(client, "badprofile@example.org")
+    headers = accounts.bearer(pair["access_token"])
 
     phone = client.patch("/api/v1/me", json={"phone_number": "123"}, headers=headers)
     email = client.patch(
@@ -316,7 +297,9 @@ def test_profile_refuses_bad_fields(client: httpx.Client) -> None:
 
 def test_me_needs_an_account_token(server: FerndServer, client: httpx.Client) -> None:
     missing = client.get("/api/v1/me")
-    foreign = client.get("/api/v1/me", headers=_bearer(server.token("no-account")))
+    foreign = client.get(
+        "/api/v1/me", headers=accounts.bearer(server.token("no-account"))
+    )
 
     assert (missing.status_code, missing.json()["code"]) == (401, "unauthenticated")
     assert foreign.status_code == 404
@@ -324,9 +307,11 @@ def test_me_needs_an_account_token(server: FerndServer, client: httpx.Client) ->
 
 
 def test_password_change_revokes_every_login(client: httpx.Client) -> None:
-    first = _register(client, "change@example.org")
-    second = expect_status(_login(client, "change@example.org", PASSWORD), 200).json()
-    headers = _bearer(first["access_token"])
+    first = accounts.register(client, "change@example.org")
+    second = expect_status(
+        accounts.login(client, "change@example.org", PASSWORD), 200
+    ).json()
+    headers = accounts.bearer(first["access_token"])
 
     wrong = client.post(
         "/api/v1/me/password",
@@ -342,24 +327,27 @@ def test_password_change_revokes_every_login(client: httpx.Client) -> None:
     assert wrong.status_code == 403
     assert wrong.json() == error("Current password is incorrect", "forbidden")
     assert changed.status_code == 204
-    assert _refresh(client, first["refresh_token"]).status_code == 401
-    assert _refresh(client, second["refresh_token"]).status_code == 401
-    assert _login(client, "change@example.org", PASSWORD).status_code == 401
-    assert _login(client, "change@example.org", NEW_PASSWORD).status_code == 200
+    assert accounts.refresh(client, first["refresh_token"]).status_code == 401
+    assert accounts.refresh(client, second["refresh_token"]).status_code == 401
+    assert accounts.login(client, "change@example.org", PASSWORD).status_code == 401
+    assert accounts.login(client, "change@example.org", NEW_PASSWORD).status_code == 200
 
 
 def test_admin_lists_accounts_with_masked_emails(
     server: FerndServer, client: httpx.Client
 ) -> None:
-    pair = _register(client, "listed@example.org", name="Listed Person")
+    pair = accounts.register(client, "listed@example.org", name="Listed Person")
 
-    denied = client.get("/api/v1/admin/accounts", headers=_bearer(pair["access_token"]))
+    denied = client.get(
+        "/api/v1/admin/accounts", headers=accounts.bearer(pair["access_token"])
+    )
     listed = client.get(
         "/api/v1/admin/accounts?limit=500",
-        headers=_bearer(server.token(ADMIN_USER_ID)),
+        headers=accounts.bearer(server.token(ADMIN_USER_ID)),
     )
     bad_limit = client.get(
-        "/api/v1/admin/accounts?limit=0", headers=_bearer(server.token(ADMIN_USER_ID))
+        "/api/v1/admin/accounts?limit=0",
+        headers=accounts.bearer(server.token(ADMIN_USER_ID)),
     )
 
     assert denied.status_code == 403
@@ -410,7 +398,7 @@ def _fernd(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
 def test_operator_resets_a_password_and_ends_every_login(
     server: FerndServer, client: httpx.Client
 ) -> None:
-    pair = _register(client, "forgot@example.org")
+    pair = accounts.register(client, "forgot@example.org")
     data_dir = str(server.data_dir)
 
     reset = _fernd(
@@ -436,8 +424,8 @@ def test_operator_resets_a_password_and_ends_every_login(
 
     assert reset.returncode == 0, reset.stderr
     assert json.loads(reset.stdout)["user_id"] == pair["user"]["user_id"]
-    assert _refresh(client, pair["refresh_token"]).status_code == 401
-    assert _login(client, "forgot@example.org", NEW_PASSWORD).status_code == 200
+    assert accounts.refresh(client, pair["refresh_token"]).status_code == 401
+    assert accounts.login(client, "forgot@example.org", NEW_PASSWORD).status_code == 200
     assert unknown.returncode == 1
     assert unknown.stderr.strip() == "fernd: error: Account not found"
     emails = [json.loads(line)["email"] for line in listed.stdout.splitlines()]
@@ -481,7 +469,7 @@ def test_closed_registration_leaves_account_creation_to_the_operator(
             )
             assert created.returncode == 0, created.stderr
             password = created.stdout.splitlines()[1].removeprefix("password: ")
-            login = _login(client, "closed@example.org", password)
+            login = accounts.login(client, "closed@example.org", password)
     finally:
         server.stop()
 
@@ -520,7 +508,7 @@ def test_password_reset_by_emailed_link(
 ) -> None:
     server, sink = mailing_server
     with server.client() as client:
-        pair = _register(client, "reset@example.org", first_name="Robin")
+        pair = accounts.register(client, "reset@example.org", first_name="Robin")
         unknown = client.post(
             "/api/v1/auth/password-reset", json={"email": "nobody@example.org"}
         )
@@ -545,9 +533,9 @@ def test_password_reset_by_emailed_link(
             "/api/v1/auth/password-reset/confirm",
             json={"token": token, "new_password": "another new password"},
         )
-        old_login = _login(client, "reset@example.org", PASSWORD)
-        new_login = _login(client, "reset@example.org", NEW_PASSWORD)
-        old_refresh = _refresh(client, pair["refresh_token"])
+        old_login = accounts.login(client, "reset@example.org", PASSWORD)
+        new_login = accounts.login(client, "reset@example.org", NEW_PASSWORD)
+        old_refresh = accounts.refresh(client, pair["refresh_token"])
 
     assert unknown.status_code == 202
     assert asked.status_code == 202
@@ -593,20 +581,22 @@ def test_failed_logins_are_limited_per_account_and_address(
     limited_server: FerndServer,
 ) -> None:
     with limited_server.client() as client:
-        _register(client, "target@example.org")
-        _register(client, "second@example.org")
+        accounts.register(client, "target@example.org")
+        accounts.register(client, "second@example.org")
         failures = [
-            _login(client, "target@example.org", f"guess number {n}").status_code
+            accounts.login(
+                client, "target@example.org", f"guess number {n}"
+            ).status_code
             for n in range(3)
         ]
         # The right password no longer helps until the window passes.
-        blocked = _login(client, "target@example.org", PASSWORD)
+        blocked = accounts.login(client, "target@example.org", PASSWORD)
         # Other accounts still work from this address, until its own limit.
         other = [
-            _login(client, "second@example.org", f"other guess {n}").status_code
+            accounts.login(client, "second@example.org", f"other guess {n}").status_code
             for n in range(2)
         ]
-        address_blocked = _login(client, "second@example.org", PASSWORD)
+        address_blocked = accounts.login(client, "second@example.org", PASSWORD)
         registration_blocked = client.post(
             "/api/v1/auth/register",
             json={"email": "third@example.org", "password": PASSWORD},
@@ -654,17 +644,17 @@ def test_no_secret_reaches_the_log_or_an_error_reply(
     server: FerndServer, client: httpx.Client
 ) -> None:
     email, password = "secretive@example.org", "a very secret password"
-    pair = _register(client, email, password, phone_number="+15555550123")
+    pair = accounts.register(client, email, password, phone_number="+15555550123")
     replies = [
-        _login(client, email, "the wrong secret password"),
-        _refresh(client, pair["refresh_token"] + "x"),
+        accounts.login(client, email, "the wrong secret password"),
+        accounts.refresh(client, pair["refresh_token"] + "x"),
         client.post(
             "/api/v1/auth/register", json={"email": email, "password": password}
         ),
-        client.get("/api/v1/me", headers=_bearer(pair["access_token"] + "x")),
+        client.get("/api/v1/me", headers=accounts.bearer(pair["access_token"] + "x")),
     ]
-    rotated = expect_status(_refresh(client, pair["refresh_token"]), 200).json()
-    replies.append(_refresh(client, pair["refresh_token"]))
+    rotated = expect_status(accounts.refresh(client, pair["refresh_token"]), 200).json()
+    replies.append(accounts.refresh(client, pair["refresh_token"]))
 
     secrets = [
         email,
