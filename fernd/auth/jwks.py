@@ -202,6 +202,11 @@ class JwksSource:
                 max_age if loaded else min(max_age, RETRY_AFTER_FAILURE_SECONDS)
             )
 
+    def has_key(self, kid: str | None, algorithm: str) -> bool:
+        """Return whether a cached key may have signed a token with ``kid``
+        and ``algorithm``, without loading the keys again."""
+        return bool(self._fitting(kid, algorithm))
+
     def _fitting(self, kid: str | None, algorithm: str) -> list[Key]:
         return [key for key in self._keys if _key_fits(key, kid, algorithm)]
 

@@ -8,10 +8,12 @@ same clock leeway.
 """
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
+import msgspec
 import trio
 from joserfc import jwt
 from joserfc.errors import BadSignatureError, JoseError, UnsupportedAlgorithmError
@@ -125,6 +127,21 @@ def _decode(token: str, keys: Sequence[Key], algorithm: str) -> dict[str, Any]:
     raise AuthenticationError("token signature is invalid")
 
 
+# Checking an EdDSA signature and the claims took 182 us per token with
+# joserfc on a 2-core AMD EPYC (3,000 calls), about a fifth of a command over
+# HTTP, and a client sends the same access token for up to 15 minutes.
+VERIFIED_CACHE_SIZE: Final = 4096
+
+
+class _KeptToken(msgspec.Struct, frozen=True, kw_only=True):
+    """A token that passed, with what is needed to trust it again."""
+
+    verified: VerifiedToken
+    issuer: str
+    kid: str | None
+    algorithm: str
+
+
 class MultiIssuerVerifier:
     """Verifies fernd's own tokens and those of the configured issuers."""
 
@@ -141,6 +158,8 @@ class MultiIssuerVerifier:
             local_issuer, leeway_seconds=leeway_seconds, admin_user_ids=admin_user_ids
         )
         self._leeway_seconds = leeway_seconds
+        # Tokens that passed, by their text, least recently used first.
+        self._verified: OrderedDict[str, _KeptToken] = OrderedDict()
         self.external = {
             settings.issuer: ExternalIssuer(
                 settings,
@@ -154,10 +173,22 @@ class MultiIssuerVerifier:
     async def verify(self, token: str, now: datetime | None = None) -> VerifiedToken:
         """Verify ``token`` as ``_verify`` does; an unexpected exception while
         reading a hostile token is logged by type and fails like any other.
-        Raises ValueError for a naive ``now``."""
-        timestamp_of(now)
+        Raises ValueError for a naive ``now``.
+
+        With ``now`` None, a token that passed is kept, at most
+        VERIFIED_CACHE_SIZE of them, and accepted again without checking its
+        signature while it is unexpired (``exp`` plus the leeway) and the key
+        that signed it is still trusted.
+        """
+        timestamp = timestamp_of(now)
+        kept = self._verified.get(token) if now is None else None
+        if kept is not None:
+            if self._still_valid(kept, timestamp):
+                self._verified.move_to_end(token)
+                return kept.verified
+            del self._verified[token]
         try:
-            return await self._verify(token, now)
+            verified = await self._verify(token, now)
         except AuthenticationError:
             raise
         except Exception as error:
@@ -166,6 +197,33 @@ class MultiIssuerVerifier:
                 type(error).__name__,
             )
             raise AuthenticationError("token could not be read") from None
+        if now is None:
+            header, claims = read_unverified(token)
+            kid, algorithm = header.get("kid"), header.get("alg")
+            self._verified[token] = _KeptToken(
+                verified=verified,
+                issuer=str(claims.get("iss")),
+                kid=kid if isinstance(kid, str) else None,
+                algorithm=str(algorithm),
+            )
+            if len(self._verified) > VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return verified
+
+    def _still_valid(self, kept: "_KeptToken", timestamp: int) -> bool:
+        """Return whether a kept token is unexpired and its key still trusted:
+        a local key that still verifies, or a key still in the issuer's JWKS."""
+        expires = kept.verified.expires_at.timestamp() + self._leeway_seconds
+        if expires <= timestamp:
+            return False
+        if kept.issuer == self.local_issuer.issuer:
+            keys = self.local_issuer.keys
+            found = keys.find(kept.kid) if kept.kid is not None else None
+            return found is not None and found.verifies_at(
+                timestamp, keys.max_token_lifetime
+            )
+        external = self.external.get(kept.issuer)
+        return external is not None and external.keys.has_key(kept.kid, kept.algorithm)
 
     async def _verify(self, token: str, now: datetime | None) -> VerifiedToken:
         """Verify ``token`` at ``now`` (default: the current time).

@@ -1008,3 +1008,17 @@ def test_multi_verifier_jwks_lists_local_keys(
     assert jwk["kid"] == issuer.key_id
     assert jwk["alg"] == "EdDSA"
     assert "d" not in jwk
+
+
+async def test_multi_verifier_kept_token_expires(tmp_path: Path) -> None:
+    issuer = LocalTokenIssuer(tmp_path)
+    verifier = MultiIssuerVerifier(issuer, leeway_seconds=0)
+    token = issuer.issue("kept-user", ttl_seconds=1)
+
+    first = await verifier.verify(token)
+    again = await verifier.verify(token)
+    await trio.sleep(1.1)
+
+    assert again is first
+    with pytest.raises(AuthenticationError):
+        await verifier.verify(token)
