@@ -246,6 +246,9 @@ class Api:
         )
         # When each user's last rejection was logged, by time.monotonic().
         self._request_access_logged_at: dict[str, float] = {}
+        # Set by the web app's routes: the reply to a browser's GET of an
+        # unknown page, so a mistyped address shows the app, not JSON.
+        self.not_found_page: Callable[[], Awaitable[Response]] | None = None
         # Set by the server: fernd's own accounts.
         self.accounts: AccountService | None = None
         # Called with each stored contact message to forward it to the operator.
@@ -712,6 +715,8 @@ def create_app(api: Api, hub: SocketHub) -> QuartTrio:
         if status != 413:
             await _discard_body()
         if status == 404:
+            if api.not_found_page is not None and _wants_page():
+                return await api.not_found_page()
             return _json(404, error_body("not_found", "Not Found"))
         if status == 405:
             return _json(405, error_body("invalid_request", "Method Not Allowed"))
@@ -745,6 +750,15 @@ def _add_security_headers(response: ResponseTypes, path: str) -> None:
     response.headers.update(SECURITY_HEADERS)
     if path.startswith(API_PATH_PREFIX):
         response.headers["Cache-Control"] = API_CACHE_CONTROL
+
+
+def _wants_page() -> bool:
+    """Tell whether the request is a browser's GET of a page outside the API."""
+    return (
+        request.method == "GET"
+        and not request.path.startswith(API_PATH_PREFIX)
+        and "text/html" in request.headers.get("Accept", "")
+    )
 
 
 def _close_if_body_unread(response: Response) -> Response:

@@ -154,6 +154,17 @@ class WebRoutes:
         )
         return response
 
+    async def not_found_page(self) -> Response:
+        """Return the page with status 404; the app shows its "Page not
+        found" view for the unknown path."""
+        index = self.build.index
+        response = Response(index.body, status=404, content_type=index.content_type)
+        response.headers["Cache-Control"] = REVALIDATE
+        response.headers["Content-Security-Policy"] = content_security_policy(
+            request.host
+        )
+        return response
+
     async def service_worker(self) -> Response:
         response = _respond(self.build.service_worker, REVALIDATE)
         response.headers["Content-Security-Policy"] = "default-src 'self'"
@@ -185,6 +196,7 @@ def register(app: QuartTrio, api: Api) -> None:
     package lacks a file of the app."""
     build = load_build()
     routes = WebRoutes(api, build)
+    api.not_found_page = routes.not_found_page
     logger.debug("Web app build %s with %d assets", build.version, len(build.assets))
 
     for index, rule in enumerate(APP_PATHS):

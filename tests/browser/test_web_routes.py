@@ -228,3 +228,17 @@ def test_qr_code_rejects_other_data(
         "message": "Invalid share link: expected {origin}/s/{labour_id}/{token}",
         "code": "invalid_request",
     }
+
+
+def test_unknown_page_gets_the_app_with_404(client: httpx.Client) -> None:
+    page = client.get("/nowhere/at-all", headers={"Accept": "text/html"})
+    api = client.get("/api/v1/nowhere", headers={"Accept": "text/html"})
+    script = client.get("/nowhere/at-all", headers={"Accept": "*/*"})
+
+    assert page.status_code == 404
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    assert api.status_code == 404
+    assert api.json() == {"message": "Not Found", "code": "not_found"}
+    assert script.status_code == 404
+    assert script.json() == {"message": "Not Found", "code": "not_found"}
