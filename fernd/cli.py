@@ -30,6 +30,7 @@ _OPERATOR_COMMAND_MODULES: tuple[str, ...] = (
     "fernd.ops.admin_client_cli",
 )
 
+SHARED_DATABASE_FILE: Final = "fernd.db"
 # Exit status for invalid usage or configuration, as argparse uses.
 EXIT_USAGE: Final = 2
 # Exit status after Ctrl+C: 128 + SIGINT, as shells report it.
@@ -298,13 +299,22 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def require_data_dir(path: Path) -> None:
+    """Raise ConfigError unless `path` contains a shared database, so that an
+    operator command never creates files in a mistyped directory."""
+    if not (path / SHARED_DATABASE_FILE).is_file():
+        raise ConfigError(
+            f"No fernd data directory at {path} ({SHARED_DATABASE_FILE} is"
+            " missing); give the directory the server uses with --data-dir"
+        )
+
+
 def _open_shared(args: argparse.Namespace) -> "SharedDatabase":
     from fernd.storage.shared_db import SharedDatabase
 
     settings = load_settings(args.config, os.environ, {"data_dir": args.data_dir})
     path = Path(settings.data_dir)
-    if not (path / "fernd.db").exists():
-        raise ConfigError(f"No fernd data directory at {path} (fernd.db is missing)")
+    require_data_dir(path)
     return SharedDatabase.open(path, settings.sqlite_synchronous)
 
 

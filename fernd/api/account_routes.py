@@ -36,8 +36,9 @@ from quart_trio import QuartTrio
 
 from fernd.api.app import Api, _json
 from fernd.api.contact import RateLimiter
-from fernd.api.errors import ApiError, invalid_request
+from fernd.api.errors import ApiError, error_body, invalid_request
 from fernd.auth.accounts import (
+    ACCOUNT_NOT_FOUND,
     Account,
     AccountRefused,
     AccountService,
@@ -103,9 +104,9 @@ def _reject_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]
 
 
 def _decode(body: bytes, kind: type[T]) -> T:
-    """Decode an account route's body; raise 400 invalid_request naming the
-    field at fault, or for a key given twice, which msgspec would let pass
-    with the last value."""
+    """Decode an account route's body, or raise 400 invalid_request naming
+    the field at fault. A key given twice is rejected too, because msgspec
+    would keep the last value."""
     try:
         decoded = msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as error:
@@ -133,13 +134,9 @@ def _empty(status: int) -> Response:
 
 def _limit_key(email: str) -> str:
     """Return the key of an account in the login limit: a digest of the
-    compared form of its email address, so that keys have a fixed size and
-    the limiter holds no address."""
+    compared form of its email address. Keys then have a fixed size, and the
+    limiter contains no address."""
     return hashlib.sha256(email_key(email).encode()).hexdigest()
-
-
-def _refused(error: AccountRefused) -> ApiError:
-    return ApiError(error.status, error.code, error.message)
 
 
 class AccountRoutes:
@@ -176,7 +173,7 @@ class AccountRoutes:
         """The user id of the caller's token, which must be one fernd issued."""
         verified = self.api.authenticate()
         if verified.user.issuer != DEFAULT_ISSUER:
-            raise ApiError(404, "not_found", "Account not found")
+            raise ApiError(404, "not_found", ACCOUNT_NOT_FOUND)
         return verified.user.user_id
 
     def _reserve_login(self, key: str) -> tuple[float, float]:
@@ -203,13 +200,10 @@ class AccountRoutes:
     async def register(self) -> Response:
         service = self.service
         registration = _decode(await self.api.body(), Registration)
-        if not service.allow_registration:
-            raise _refused(AccountRefused(403, "forbidden", "Registration is disabled"))
+        # Checked before the limit, so attempts on a closed server do not count.
+        service.check_registration_open()
         self.registrations.check(self.api.client_address())
-        try:
-            pair = await service.register(registration, datetime.now(UTC))
-        except AccountRefused as error:
-            raise _refused(error) from None
+        pair = await service.register(registration, datetime.now(UTC))
         return _json(201, _encoder.encode(pair))
 
     async def login(self) -> Response:
@@ -219,9 +213,9 @@ class AccountRoutes:
         stamps = self._reserve_login(key)
         try:
             pair = await service.login(credentials, datetime.now(UTC))
-        except AccountRefused as error:
+        except AccountRefused:
             logger.info("Failed login from %s", self.api.client_address())
-            raise _refused(error) from None
+            raise
         except BaseException:
             # Cancelled or failed before a result, so the guess was not checked.
             self._release_login(key, stamps)
@@ -230,18 +224,13 @@ class AccountRoutes:
         return _json(200, _encoder.encode(pair))
 
     async def refresh(self) -> Response:
-        service = self.service
         body = _decode(await self.api.body(), RefreshRequest)
-        try:
-            pair = service.refresh(body.refresh_token, datetime.now(UTC))
-        except AccountRefused as error:
-            raise _refused(error) from None
+        pair = self.service.refresh(body.refresh_token, datetime.now(UTC))
         return _json(200, _encoder.encode(pair))
 
     async def logout(self) -> Response:
-        service = self.service
         body = _decode(await self.api.body(), RefreshRequest)
-        service.logout(body.refresh_token, datetime.now(UTC))
+        self.service.logout(body.refresh_token, datetime.now(UTC))
         return _empty(204)
 
     async def me_route(self) -> Response:
@@ -250,39 +239,29 @@ class AccountRoutes:
         return await self.me()
 
     async def me(self) -> Response:
-        service = self.service
-        user_id = self._account_user_id()
-        try:
-            account: Account = service.account(user_id)
-        except AccountRefused as error:
-            raise _refused(error) from None
+        account: Account = self.service.account(self._account_user_id())
         return _json(200, _encoder.encode(account))
 
     async def update_me(self) -> Response:
         service = self.service
         user_id = self._account_user_id()
         changes = _decode(await self.api.body(), ProfileChanges)
-        try:
-            account = service.update_profile(user_id, changes, datetime.now(UTC))
-        except AccountRefused as error:
-            raise _refused(error) from None
+        account = service.update_profile(user_id, changes, datetime.now(UTC))
         return _json(200, _encoder.encode(account))
 
     async def change_password(self) -> Response:
         service = self.service
         user_id = self._account_user_id()
         change = _decode(await self.api.body(), PasswordChange)
-        try:
-            key = _limit_key(service.account(user_id).email)
-        except AccountRefused as error:
-            raise _refused(error) from None
+        key = _limit_key(service.account(user_id).email)
         stamps = self._reserve_login(key)
         try:
             await service.change_password(user_id, change, datetime.now(UTC))
         except AccountRefused as error:
+            # Only a wrong current password counts as a failed login.
             if error.status != 403:
                 self._release_login(key, stamps)
-            raise _refused(error) from None
+            raise
         except BaseException:
             self._release_login(key, stamps)
             raise
@@ -292,28 +271,16 @@ class AccountRoutes:
     async def request_reset(self) -> Response:
         service = self.service
         body = _decode(await self.api.body(), ResetRequest)
-        if not service.password_reset_available:
-            raise _refused(
-                AccountRefused(
-                    403,
-                    "forbidden",
-                    "Password reset by email is not available on this server",
-                )
-            )
+        # Checked before the limit, so requests to a server without email
+        # do not count.
+        service.check_reset_available()
         self.resets.check(self.api.client_address())
-        try:
-            service.request_reset(body.email, datetime.now(UTC))
-        except AccountRefused as error:
-            raise _refused(error) from None
+        service.request_reset(body.email, datetime.now(UTC))
         return _empty(202)
 
     async def confirm_reset(self) -> Response:
-        service = self.service
         body = _decode(await self.api.body(), ResetConfirmation)
-        try:
-            await service.confirm_reset(body, datetime.now(UTC))
-        except AccountRefused as error:
-            raise _refused(error) from None
+        await self.service.confirm_reset(body, datetime.now(UTC))
         return _empty(204)
 
     async def list_accounts(self) -> Response:
@@ -376,6 +343,11 @@ def register(app: QuartTrio, api: Api) -> None:
     app.add_url_rule(
         "/api/v1/me", "me", routes.me_route, methods=["GET", "PATCH", "OPTIONS"]
     )
+
+    @app.errorhandler(AccountRefused)
+    async def account_refused(error: AccountRefused) -> Response:
+        # Every account route reads its body before the service can refuse.
+        return _json(error.status, error_body(error.code, error.message))
 
     @app.after_request
     async def allow_patch_on_me(response: Response) -> Response:

@@ -278,10 +278,19 @@ class AccountService:
 
     # Sign-up and sign-in
 
-    async def register(self, registration: Registration, now: datetime) -> TokenPair:
-        """Create an account and sign it in."""
+    def check_registration_open(self) -> None:
+        """Raise AccountRefused (403) when registration is switched off."""
         if not self.allow_registration:
             raise AccountRefused(403, "forbidden", REGISTRATION_DISABLED)
+
+    def check_reset_available(self) -> None:
+        """Raise AccountRefused (403) when no email channel sends reset links."""
+        if not self.password_reset_available:
+            raise AccountRefused(403, "forbidden", RESET_DISABLED)
+
+    async def register(self, registration: Registration, now: datetime) -> TokenPair:
+        """Create an account and sign it in."""
+        self.check_registration_open()
         row = await self.create_account(registration, now)
         logger.info("Registered account %s", row.user_id)
         return self._sign_in(row, now)
@@ -488,8 +497,7 @@ class AccountService:
         """Email a one-time reset link when `email` has an account. The
         reply is the same either way, and the email is sent in the
         background so the reply time does not tell either."""
-        if not self.password_reset_available:
-            raise AccountRefused(403, "forbidden", RESET_DISABLED)
+        self.check_reset_available()
         address = check_email(email)
         row = self._store.by_email(email_key(address))
         if row is None:

@@ -15,21 +15,15 @@ from fernd.auth.signing_keys import (
     max_token_lifetime,
     rotate_signing_key,
 )
-from fernd.cli import _add_config_option
-from fernd.config import ConfigError, load_settings
-
-SHARED_DATABASE_FILE = "fernd.db"
+from fernd.cli import _add_config_option, require_data_dir
+from fernd.config import load_settings
 
 
 def _rotate(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, os.environ, {"data_dir": args.data_dir})
     data_dir = Path(settings.data_dir)
-    if not (data_dir / SHARED_DATABASE_FILE).is_file():
-        # Rotating in a mistyped directory would leave the served key in use.
-        raise ConfigError(
-            f"No fernd data directory at {data_dir} ({SHARED_DATABASE_FILE} is"
-            " missing); give the directory the server uses with --data-dir"
-        )
+    # Rotating in a mistyped directory would leave the served key in use.
+    require_data_dir(data_dir)
 
     now = datetime.now(UTC)
     lifetime = max_token_lifetime(

@@ -24,7 +24,7 @@ from typing import Any, Final
 import httpx
 
 from fernd.auth.tokens import LocalTokenIssuer
-from fernd.cli import EXIT_USAGE, _add_config_option
+from fernd.cli import EXIT_USAGE, _add_config_option, require_data_dir
 from fernd.config import Settings, load_settings
 
 # The `sub` of the tokens these commands sign, as it appears in the server log.
@@ -32,7 +32,6 @@ CLI_ADMIN_USER_ID: Final = "fernd-admin-cli"
 CLI_TOKEN_SECONDS: Final = 60
 REQUEST_TIMEOUT_SECONDS: Final = 30.0
 EXIT_REFUSED: Final = 1
-SHARED_DATABASE_FILE: Final = "fernd.db"
 EFFECT_STATUSES: Final = ("COMPLETED", "DISPATCHED", "FAILED", "PENDING", "SKIPPED")
 
 
@@ -128,12 +127,8 @@ def _call(
 ) -> int:
     settings = load_settings(args.config, os.environ, {"data_dir": args.data_dir})
     data_dir = Path(settings.data_dir)
-    if not (data_dir / SHARED_DATABASE_FILE).is_file():
-        # Without this check a mistyped directory would get a new signing key.
-        return _fail(
-            f"No fernd data directory at {data_dir} ({SHARED_DATABASE_FILE} is"
-            " missing); give the directory the server uses with --data-dir"
-        )
+    # Without this check a mistyped directory would get a new signing key.
+    require_data_dir(data_dir)
     token = LocalTokenIssuer(data_dir).issue(
         CLI_ADMIN_USER_ID, admin=True, ttl_seconds=CLI_TOKEN_SECONDS
     )

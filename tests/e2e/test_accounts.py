@@ -1,7 +1,9 @@
-"""fernd's own accounts against a real `fernd serve`: registration, login,
-rotating refresh tokens with reuse detection, profile, password change,
-password reset by email through a real SMTP server, the operator commands,
-the rate limits, and that no log line or error reply carries a secret."""
+"""fernd's own accounts against a real `fernd serve`.
+
+Covered: registration, login, rotating refresh tokens with reuse detection,
+profile, password change, and password reset by email through a real SMTP
+server. Also the operator commands, the rate limits, and that no log line or
+error reply contains a secret."""
 
 import base64
 import json
@@ -373,7 +375,7 @@ def test_options_report_registration_and_reset(client: httpx.Client) -> None:
     assert reply.json() == {"registration": True, "password_reset": False}
 
 
-def test_password_reset_by_email_is_off_without_an_email_channel(
+def test_reset_off_without_email(
     client: httpx.Client,
 ) -> None:
     reply = client.post("/api/v1/auth/password-reset", json={"email": "a@example.org"})
@@ -640,9 +642,7 @@ def test_password_reset_requests_are_limited_per_address(
 # Secrets
 
 
-def test_no_secret_reaches_the_log_or_an_error_reply(
-    server: FerndServer, client: httpx.Client
-) -> None:
+def test_no_secret_in_log_or_errors(server: FerndServer, client: httpx.Client) -> None:
     email, password = "secretive@example.org", "a very secret password"
     pair = accounts.register(client, email, password, phone_number="+15555550123")
     replies = [
